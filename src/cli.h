@@ -1,0 +1,66 @@
+/*
+ * cli.h - the sendmail command line, parsed into a struct request. No I/O
+ * beyond reading argv; nothing here opens a file.
+ */
+#ifndef RELAYQ_CLI_H
+#define RELAYQ_CLI_H
+
+#include "util.h"
+
+enum mode {
+	MODE_SUBMIT,          /* -bm (default): read a message, queue it */
+	MODE_LIST,            /* -bp, mailq */
+	MODE_NEWALIASES,      /* -bi, newaliases */
+	MODE_QUEUE_RUN,       /* -q, -q15m, runq */
+	MODE_PRINT_CONFIG,    /* -bP */
+	MODE_SMTP,            /* -bs */
+	MODE_VERIFY,          /* -bv */
+	MODE_NOOP,            /* -bh, -bH: nothing to do, exit 0 */
+	MODE_UNAVAILABLE,     /* -bd, -bD: we never receive mail */
+	MODE_VERSION,         /* --version */
+	MODE_HELP,            /* --help */
+};
+
+enum deliver_opt {
+	DELIVER_CONFIG,       /* not given: use the config's delivery */
+	DELIVER_BACKGROUND,   /* -odb */
+	DELIVER_FOREGROUND,   /* -odi */
+	DELIVER_QUEUE,        /* -odq, -odd */
+};
+
+struct request {
+	enum mode mode;
+	int extract_rcpts;        /* -t */
+	int ignore_dots;          /* -i, -oi */
+	int verbose;              /* -v (repeatable) */
+	int no_fixups;            /* -G */
+	const char *sender;       /* -f / -r, raw; NULL if not given */
+	const char *full_name;    /* -F */
+	const char *config_path;  /* -C */
+	enum deliver_opt deliver; /* -od* */
+	char error_mode;          /* -oe[mpqwe]; 0 if not given */
+	const char *body_type;    /* -B 7BIT | 8BITMIME */
+	const char *notify;       /* -N */
+	const char *ret;          /* -R */
+	const char *envid;        /* -V */
+	long queue_interval;      /* -q<time> in seconds; 0 = one run */
+	int queue_force;          /* -qf: every entry, due or not */
+	const char *queue_id;     /* -qI<id> */
+	char **rcpts;             /* remaining arguments (each may be a list) */
+	int nrcpts;
+};
+
+/*
+ * Parse argv the way sendmail does: glued or separate option arguments,
+ * bundled flags, "--". start_mode comes from the program name (mailq ->
+ * MODE_LIST, newaliases -> MODE_NEWALIASES, runq -> MODE_QUEUE_RUN).
+ * Options real callers pass but that mean nothing here are accepted and
+ * ignored. ERR_USAGE with a one-line message otherwise.
+ */
+int cli_parse(int argc, char **argv, enum mode start_mode, struct request *req,
+              struct err *err);
+
+/* Mode implied by the basename of argv[0]. */
+enum mode cli_personality(const char *argv0);
+
+#endif

@@ -1,0 +1,2 @@
+#include "autoconf.h"
+#include "config.h"

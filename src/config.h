@@ -1,0 +1,57 @@
+/*
+ * config.h - the validated, read-only configuration. config.c is the only
+ * file that includes <confuse.h>; everything else sees these plain structs.
+ */
+#ifndef RELAYQ_CONFIG_H
+#define RELAYQ_CONFIG_H
+
+#include <stdio.h>
+#include "util.h"
+
+enum tls_mode { TLS_STARTTLS, TLS_SMTPS, TLS_NONE };
+enum delivery_mode { DELIVERY_BACKGROUND, DELIVERY_FOREGROUND, DELIVERY_QUEUE };
+
+struct smarthost {
+	char *name;              /* section title */
+	char *host;
+	int port;                /* default 587 starttls, 465 smtps, 25 none */
+	enum tls_mode tls;       /* default starttls */
+	int tls_verify;          /* default 1 */
+	char *tls_ca_file, *tls_ca_path, *tls_fingerprint;
+	char *tls_min_version;   /* "1.2" (default) or "1.3" */
+	char *tls_cert_file, *tls_key_file;
+	char *username;
+	char *password, *password_file, *password_command; /* at most one set */
+	struct strlist auth;     /* allowed mechanisms, upper case; empty = default */
+	long timeout;            /* seconds, default 300 */
+	long connect_timeout;    /* seconds, default 30 */
+};
+
+struct config {
+	char *path;              /* file it was read from */
+	char *hostname;          /* default: the FQDN of this host */
+	char *domain;            /* default: hostname */
+	char *queue_dir;         /* default: SPOOLDIR */
+	char *aliases;           /* default: /etc/aliases */
+	long queue_lifetime;     /* seconds, default 5d */
+	long *retry;             /* seconds; the last one repeats */
+	size_t nretry;           /* default {1m, 5m, 15m, 1h, 4h} */
+	unsigned long long max_message_size; /* bytes, default 50M; 0 = no limit */
+	enum delivery_mode delivery;         /* default background */
+	char *log;               /* "syslog" (default), "stderr" or a path */
+	struct smarthost *smarthosts;
+	size_t nsmarthosts;
+};
+
+/*
+ * Read and validate a config file. Every error is ERR_CONFIG and names the
+ * file, the line where libconfuse knows it, and the key.
+ */
+int config_load(const char *path, struct config **out, struct err *err);
+void config_free(struct config *cfg);
+/* Print the effective configuration (all keys) with secrets masked. */
+void config_print(FILE *out, const struct config *cfg);
+/* Is host a loopback name or literal (localhost, 127.0.0.0/8, ::1)? */
+int host_is_loopback(const char *host);
+
+#endif

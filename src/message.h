@@ -1,0 +1,65 @@
+/*
+ * message.h - read a message from the caller in one pass, fix up its header
+ * and write it to the queue in wire form (CRLF line ends, dot-stuffed, so
+ * delivery copies bytes without rescanning them).
+ */
+#ifndef RELAYQ_MESSAGE_H
+#define RELAYQ_MESSAGE_H
+
+#include <sys/types.h>
+#include <time.h>
+#include "util.h"
+
+#define MSG_LINE_MAX 998           /* RFC 5322 line limit, without CRLF */
+
+struct msg_opts {
+	int dot_ends;              /* no -i: a line "." ends input, ".." -> "." */
+	int extract_rcpts;         /* -t: collect To/Cc/Bcc (or Resent-*) */
+	int no_fixups;             /* -G: add no header, rewrite nothing */
+	const char *qid;           /* queue id, for Received and Message-ID */
+	const char *hostname;      /* for Received and Message-ID */
+	const char *domain;        /* qualifies bare local names in headers */
+	const char *sender;        /* envelope sender (qualified, "" = null) */
+	const char *full_name;     /* -F or the caller's gecos; may be NULL */
+	uid_t uid;                 /* caller, for the Received line */
+	time_t now;
+	unsigned long long max_size;   /* 0 = no limit (wire-form bytes) */
+	size_t max_header_size;        /* whole header section, bytes */
+	size_t max_headers;            /* number of header fields */
+};
+
+struct msg_info {
+	struct strlist rcpts;      /* -t: addr-specs from the header, as written */
+	char *from_addr;           /* first addr-spec of From:, or NULL */
+	unsigned long long size;   /* bytes written to outfd */
+	int eightbit;              /* some byte >= 0x80 in header or body */
+	int had_message_id, had_date, had_from;
+};
+
+/* Defaults for the limits (callers may override). */
+void msg_opts_init(struct msg_opts *o);
+
+/*
+ * Read the message from infd to EOF (or to the "." line when dot_ends) and
+ * write the fixed-up wire form to outfd:
+ *  - LF or CRLF accepted; a bare CR becomes a line end; NUL bytes are
+ *    dropped; a missing final newline is added;
+ *  - a leading mbox "From " line is dropped;
+ *  - Bcc, Resent-Bcc, Return-Path and Content-Length are removed;
+ *  - unless no_fixups: one Received line is prepended; Date, Message-ID and
+ *    From are added when missing; bare local names in address headers
+ *    (From, To, Cc, Reply-To, Sender and Resent-*) are qualified;
+ *  - header lines over 998 octets are folded at white space (or split);
+ *    body lines over 998 octets are split, never sent broken;
+ *  - every line starting with "." gets one more (wire form).
+ * ERR_DATA for a message over max_size or a header over its limits,
+ * ERR_IO/ERR_TEMP when reading or writing fails (errno text included).
+ */
+int message_read(int infd, int outfd, const struct msg_opts *o,
+                 struct msg_info *info, struct err *err);
+void msg_info_free(struct msg_info *info);
+
+/* RFC 5322 date for t in local time: "Sun, 29 Nov 2026 02:51:10 +0000". */
+void rfc5322_date(time_t t, char *out, size_t size);
+
+#endif

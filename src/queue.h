@@ -1,0 +1,135 @@
+/*
+ * queue.h - the durable spool: ids, enqueue (tmp -> fsync -> rename ->
+ * fsync dir), strict envelope loading, per-entry locks, state updates,
+ * removal, failed/ and corrupt/, and the mailq listing.
+ *
+ * Layout under the queue directory:
+ *   tmp/      files being written (garbage after a crash; cleaned up)
+ *   data/ID   the message in wire form, immutable once committed
+ *   env/ID    envelope and per-recipient state; its rename commits
+ *   failed/   ID.env + ID.data of permanently failed messages
+ *   corrupt/  files that failed validation; never deleted automatically
+ */
+#ifndef RELAYQ_QUEUE_H
+#define RELAYQ_QUEUE_H
+
+#include <stdio.h>
+#include <time.h>
+#include "util.h"
+
+#define QID_LEN 17                 /* 8 hex seconds, 5 hex usec, 4 hex random */
+#define ENVELOPE_VERSION 1
+#define ENVELOPE_MAX (1024 * 1024) /* largest envelope file accepted */
+
+enum rcpt_status { RCPT_PENDING, RCPT_SENT, RCPT_FAILED };
+
+/* DSN NOTIFY flags (RFC 3461); 0 means "not given". */
+#define NOTIFY_NEVER   0x1
+#define NOTIFY_SUCCESS 0x2
+#define NOTIFY_FAILURE 0x4
+#define NOTIFY_DELAY   0x8
+
+enum dsn_ret { RET_DEFAULT, RET_FULL, RET_HDRS };
+
+struct rcpt {
+	char *addr;                /* qualified envelope address */
+	char *orcpt;               /* as the caller wrote it, or NULL */
+	enum rcpt_status status;
+	unsigned notify;           /* NOTIFY_* bits */
+	char *dsn;                 /* last enhanced status "4.4.1", or NULL */
+	char *error;               /* last error for this recipient, or NULL */
+};
+
+struct envelope {
+	char id[QID_LEN + 1];
+	time_t created;
+	unsigned long long size;   /* bytes in data/ID */
+	char *sender;              /* "" is the null sender */
+	int eightbit;              /* BODY=8BITMIME needed */
+	int smtputf8;              /* SMTPUTF8 needed */
+	enum dsn_ret ret;
+	char *envid;               /* DSN ENVID, or NULL */
+	int attempts;
+	time_t last_attempt, next_attempt;
+	char *last_error;          /* shown by mailq, or NULL */
+	struct rcpt *rcpts;
+	size_t nrcpts;
+};
+
+struct queue {
+	char *dir;
+};
+
+/* Validate an id from disk or argv before it becomes part of a path. */
+int qid_valid(const char *id);
+
+/* Open the queue; with create, make the directory and subdirectories. */
+int queue_open(struct queue *q, const char *dir, int create, struct err *err);
+void queue_close(struct queue *q);
+
+/* Envelope helpers (the text format is documented in queue.c). */
+void envelope_init(struct envelope *env);
+void envelope_add_rcpt(struct envelope *env, const char *addr, const char *orcpt,
+                       unsigned notify);
+void envelope_free(struct envelope *env);
+int envelope_format(const struct envelope *env, struct buf *out);
+/* Strict: anything unexpected, missing or unterminated is ERR_DATA. */
+int envelope_parse(const char *text, size_t len, struct envelope *env,
+                   struct err *err);
+
+/* One submission being written. */
+struct queue_tx {
+	struct queue *q;
+	char id[QID_LEN + 1];
+	int datafd;                /* write the wire-form message here */
+	int committed;
+};
+/* Reserve a new id and open tmp/ID.data for writing (mode 0640). */
+int queue_tx_begin(struct queue *q, struct queue_tx *tx, struct err *err);
+/*
+ * Make the message durable: fsync data, rename to data/ID, write the
+ * envelope to tmp, fsync, rename to env/ID (the commit point), fsync both
+ * directories. Returns 0 only when all of that succeeded; on failure
+ * everything written is removed. env->id and env->size are filled in here.
+ */
+int queue_tx_commit(struct queue_tx *tx, struct envelope *env, struct err *err);
+/* Throw away an uncommitted submission (safe to call after commit). */
+void queue_tx_abort(struct queue_tx *tx);
+
+/* A locked, loaded entry. */
+struct qentry {
+	char id[QID_LEN + 1];
+	int fd;                    /* env/ID, holding LOCK_EX */
+	struct envelope env;
+};
+/*
+ * Lock env/ID without waiting and load it. 1: locked and loaded; 0: busy
+ * (another process holds it) or gone; -1: error. A corrupt envelope, or one
+ * whose data file is missing, is moved to corrupt/ and reported as -1 with
+ * ERR_DATA.
+ */
+int queue_lock(struct queue *q, const char *id, struct qentry *e, struct err *err);
+/* Replace env/ID atomically with e->env, keeping the lock throughout. */
+int queue_update(struct queue *q, struct qentry *e, struct err *err);
+/* Delivered: remove env/ID (the commit point), then data/ID. Unlocks. */
+int queue_remove(struct queue *q, struct qentry *e, struct err *err);
+/* Permanently failed: move to failed/ID.env and failed/ID.data. Unlocks. */
+int queue_move_failed(struct queue *q, struct qentry *e, struct err *err);
+void queue_unlock(struct qentry *e);
+/* Open data/ID read-only. */
+int queue_open_data(struct queue *q, const char *id, struct err *err);
+
+/* Ids in env/, sorted (that is, by arrival time). Invalid names skipped. */
+int queue_scan(struct queue *q, struct strlist *ids, struct err *err);
+/* Load an envelope without locking (for listing). */
+int queue_peek(struct queue *q, const char *id, struct envelope *env, struct err *err);
+/*
+ * Remove garbage: files in tmp/ and data files without an envelope that are
+ * older than grace seconds. Returns the number removed, or -1.
+ */
+int queue_cleanup(struct queue *q, long grace, struct err *err);
+
+/* Postfix-style mailq listing of the queue to out. */
+int queue_list(struct queue *q, FILE *out, struct err *err);
+
+#endif
