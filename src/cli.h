@@ -7,6 +7,17 @@
 
 #include "util.h"
 
+/* Longest single argument accepted; anything longer is a usage error. */
+#define CLI_ARG_MAX 8192
+/* Longest -V envelope id, counted xtext-encoded as it goes on the wire. */
+#define CLI_ENVID_MAX 100
+
+/* -N keywords, as a mask (struct request.notify_mask). */
+#define NOTIFY_NEVER   0x1
+#define NOTIFY_SUCCESS 0x2
+#define NOTIFY_FAILURE 0x4
+#define NOTIFY_DELAY   0x8
+
 enum mode {
 	MODE_SUBMIT,          /* -bm (default): read a message, queue it */
 	MODE_LIST,            /* -bp, mailq */
@@ -39,23 +50,33 @@ struct request {
 	const char *config_path;  /* -C */
 	enum deliver_opt deliver; /* -od* */
 	char error_mode;          /* -oe[mpqwe]; 0 if not given */
-	const char *body_type;    /* -B 7BIT | 8BITMIME */
-	const char *notify;       /* -N */
-	const char *ret;          /* -R */
-	const char *envid;        /* -V */
-	long queue_interval;      /* -q<time> in seconds; 0 = one run */
+	const char *body_type;    /* -B: "7BIT" or "8BITMIME" (normalised) */
+	const char *notify;       /* -N, as given (validated) */
+	const char *ret;          /* -R: "FULL" or "HDRS" (normalised) */
+	const char *envid;        /* -V: printable ASCII, no space */
+	long queue_interval;      /* -q<time> in seconds; 0 = one run;
+	                             a bare number means minutes (sendmail) */
 	int queue_force;          /* -qf: every entry, due or not */
 	const char *queue_id;     /* -qI<id> */
-	char **rcpts;             /* remaining arguments (each may be a list) */
+	char **rcpts;             /* remaining arguments (each may be a list);
+	                             argv + first, so rcpts[nrcpts] == NULL */
 	int nrcpts;
+	const char *log_path;     /* -X file: names a file, so main drops privilege */
+	unsigned notify_mask;     /* -N as NOTIFY_* bits; 0 if not given */
 };
+
+/* Zero *req and set the defaults (MODE_SUBMIT, DELIVER_CONFIG). */
+void request_init(struct request *req);
 
 /*
  * Parse argv the way sendmail does: glued or separate option arguments,
  * bundled flags, "--". start_mode comes from the program name (mailq ->
  * MODE_LIST, newaliases -> MODE_NEWALIASES, runq -> MODE_QUEUE_RUN).
  * Options real callers pass but that mean nothing here are accepted and
- * ignored. ERR_USAGE with a one-line message otherwise.
+ * ignored. ERR_USAGE with a one-line message otherwise. Strings in *req
+ * point into argv (or are static constants for normalised values).
+ * Also rejects what no mode can use: recipients in a mode that takes none,
+ * no recipients and no -t when submitting or verifying.
  */
 int cli_parse(int argc, char **argv, enum mode start_mode, struct request *req,
               struct err *err);

@@ -13,11 +13,12 @@ enum delivery_mode { DELIVERY_BACKGROUND, DELIVERY_FOREGROUND, DELIVERY_QUEUE };
 
 struct smarthost {
 	char *name;              /* section title */
-	char *host;
+	char *host;              /* name or address; [] around IPv6 removed */
 	int port;                /* default 587 starttls, 465 smtps, 25 none */
 	enum tls_mode tls;       /* default starttls */
 	int tls_verify;          /* default 1 */
-	char *tls_ca_file, *tls_ca_path, *tls_fingerprint;
+	char *tls_ca_file, *tls_ca_path;
+	char *tls_fingerprint;   /* "sha256:" + 64 lower-case hex, no colons */
 	char *tls_min_version;   /* "1.2" (default) or "1.3" */
 	char *tls_cert_file, *tls_key_file;
 	char *username;
@@ -39,13 +40,24 @@ struct config {
 	unsigned long long max_message_size; /* bytes, default 50M; 0 = no limit */
 	enum delivery_mode delivery;         /* default background */
 	char *log;               /* "syslog" (default), "stderr" or a path */
-	struct smarthost *smarthosts;
-	size_t nsmarthosts;
+	struct smarthost *smarthosts;   /* in config order: tried in turn */
+	size_t nsmarthosts;      /* 0 is allowed: mail stays queued */
+	char *sender_rewrite;    /* default NULL (unset) */
+	int sender_from_header;  /* default 0 */
+	unsigned long long max_header_size; /* bytes, default 1M */
+	long max_headers;        /* default 1000 */
+	long max_recipients;     /* default 1000 */
+	long max_alias_expansions; /* default 1000 */
 };
+
+#ifdef SYSCONFDIR
+#define CONFIG_DEFAULT_PATH SYSCONFDIR "/relayq.conf"
+#endif
 
 /*
  * Read and validate a config file. Every error is ERR_CONFIG and names the
- * file, the line where libconfuse knows it, and the key.
+ * file, the line where libconfuse knows it, and the key. Not reentrant
+ * (libconfuse's scanner is global); main calls it once.
  */
 int config_load(const char *path, struct config **out, struct err *err);
 void config_free(struct config *cfg);

@@ -1,0 +1,89 @@
+/*
+ * smtp.h - the SMTP client (RFC 5321): one session to one smarthost, able
+ * to carry many transactions. An explicit state machine with a state-name
+ * table used in traces. Never includes queue.h: it reports results in its
+ * own structs and relay.c turns them into queue state.
+ */
+#ifndef RELAYQ_SMTP_H
+#define RELAYQ_SMTP_H
+
+#include "config.h"
+#include "util.h"
+
+struct tls_client;
+
+#define SMTP_REPLY_LINES_MAX 100   /* lines in one multi-line reply */
+#define SMTP_TEXT_MAX 1024         /* reply text kept (escaped) */
+
+struct smtp_reply {
+	int code;                  /* 3 digits; 0 if none was received */
+	char enh[16];              /* enhanced status "5.1.1", or "" */
+	char text[SMTP_TEXT_MAX];  /* "550 5.1.1 <x>: user unknown", escaped */
+};
+
+struct smtp_params {
+	const struct smarthost *sh;
+	const char *helo_name;     /* our hostname for EHLO/HELO */
+	struct tls_client *tls;    /* NULL when sh->tls == TLS_NONE */
+	const char *secret;        /* password or OAuth token; NULL = no AUTH */
+};
+
+/* One message to send. Arrays have nrcpts entries. */
+struct smtp_msg {
+	const char *sender;        /* "" = null sender */
+	int eightbit;              /* BODY=8BITMIME if advertised */
+	int smtputf8;              /* SMTPUTF8 needed */
+	const char *ret;           /* DSN RET= "FULL"/"HDRS" or NULL */
+	const char *envid;         /* DSN ENVID= (xtext-encoded here) or NULL */
+	size_t nrcpts;
+	const char *const *rcpts;
+	const unsigned *notify;    /* NOTIFY_* bits as in queue.h, or NULL */
+	const char *const *orcpt;  /* original recipients, or NULL */
+	int datafd;                /* wire form: CRLF, dot-stuffed, no final "." */
+	unsigned long long size;
+};
+
+struct smtp_session;
+
+/*
+ * Connect, read the greeting, EHLO (HELO fallback), STARTTLS and EHLO again
+ * when configured (never a plaintext fallback), AUTH when a secret is
+ * given. ERR_TEMP for anything that may work later or on another
+ * smarthost (connection, timeout, 4xx, TLS verification, AUTH refused),
+ * ERR_PROTO for a broken server. err->msg is suitable for mailq.
+ */
+int smtp_open(const struct smtp_params *p, struct smtp_session **out,
+              struct err *err);
+
+/*
+ * One transaction: MAIL, RCPT for each recipient, DATA, the message, ".".
+ * rcpt[i] receives each recipient's reply; when DATA or the final "." fails,
+ * that reply is copied to every recipient that had been accepted. Returns 0
+ * when the session is still usable for the next message (whatever the
+ * recipients' results), -1 when it is not (connection lost, timeout,
+ * protocol error); then err says why and recipients without a reply have
+ * code 0. A message over the server's SIZE is refused locally with 552.
+ */
+int smtp_send(struct smtp_session *s, const struct smtp_msg *m,
+              struct smtp_reply *rcpt, struct err *err);
+
+/* RSET between transactions when the last one was not completed. */
+int smtp_rset(struct smtp_session *s, struct err *err);
+/* VRFY addr; the reply is returned whatever its code. */
+int smtp_vrfy(struct smtp_session *s, const char *addr, struct smtp_reply *r,
+              struct err *err);
+/* "host[addr]:port" of the peer. */
+const char *smtp_peer(const struct smtp_session *s);
+const char *smtp_tls_info(const struct smtp_session *s);
+/* QUIT (best effort) and free. */
+void smtp_close(struct smtp_session *s);
+
+/*
+ * Parse one reply line ("250-PIPELINING", "550 5.1.1 text"): code,
+ * continuation flag, enhanced code. -1 on malformed lines. Exposed for
+ * tests and fuzzing.
+ */
+int smtp_parse_line(const char *line, int *code, int *more, char *enh,
+                    size_t enhsize, const char **text);
+
+#endif

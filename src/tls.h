@@ -1,0 +1,43 @@
+/*
+ * tls.h - TLS for the SMTP client. tls.c is the only file that includes
+ * <openssl/ssl.h>. Verification (chain, host name, SNI, minimum version
+ * 1.2) is on unless the smarthost says tls_verify = no; a fingerprint pin
+ * replaces the CA check, never the other checks' reporting.
+ */
+#ifndef RELAYQ_TLS_H
+#define RELAYQ_TLS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+#include "config.h"
+#include "util.h"
+
+struct tls_client;        /* per smarthost: SSL_CTX and its settings */
+struct tls_conn;          /* one TLS connection over a socket */
+
+/* Build the client context from the smarthost's tls_* keys. ERR_CONFIG
+ * for unreadable CA/cert/key files, bad versions or fingerprints. */
+struct tls_client *tls_client_new(const struct smarthost *sh, struct err *err);
+void tls_client_free(struct tls_client *tc);
+
+/*
+ * Handshake on a connected socket (non-blocking I/O with poll and the
+ * timeout in seconds). Verification failures are ERR_TEMP with the reason
+ * named: "certificate has expired", "certificate is for another host
+ * (wanted smtp.example.com)", "unknown certificate authority",
+ * "fingerprint mismatch (got sha256:...)".
+ */
+struct tls_conn *tls_connect(struct tls_client *tc, int fd, const char *host,
+                             long timeout, struct err *err);
+/* >0 bytes, 0 on clean EOF, -1 with err (timeout ERR_TEMP). */
+ssize_t tls_read(struct tls_conn *t, void *p, size_t n, long timeout, struct err *err);
+int tls_write(struct tls_conn *t, const void *p, size_t n, long timeout, struct err *err);
+/* "TLSv1.3 TLS_AES_256_GCM_SHA384". */
+const char *tls_info(const struct tls_conn *t);
+/* Multi-line description of the peer certificate for the self-test:
+ * subject, issuer, not-after, SHA-256 fingerprint, verification result. */
+void tls_describe_peer(const struct tls_conn *t, struct buf *out);
+/* Send close_notify (best effort) and free. */
+void tls_close(struct tls_conn *t);
+
+#endif
