@@ -15,6 +15,22 @@ struct tls_client;
 #define SMTP_REPLY_LINES_MAX 100   /* lines in one multi-line reply */
 #define SMTP_TEXT_MAX 1024         /* reply text kept (escaped) */
 
+/* DSN NOTIFY bits: the same values as queue.h's NOTIFY_* (not included). */
+#define SMTP_NOTIFY_NEVER   0x1
+#define SMTP_NOTIFY_SUCCESS 0x2
+#define SMTP_NOTIFY_FAILURE 0x4
+#define SMTP_NOTIFY_DELAY   0x8
+
+/* Service extensions the server advertised (smtp_extensions()). */
+#define SMTP_EXT_STARTTLS      0x01
+#define SMTP_EXT_AUTH          0x02
+#define SMTP_EXT_SIZE          0x04
+#define SMTP_EXT_8BITMIME      0x08
+#define SMTP_EXT_SMTPUTF8      0x10
+#define SMTP_EXT_DSN           0x20
+#define SMTP_EXT_ENHANCED      0x40    /* ENHANCEDSTATUSCODES */
+#define SMTP_EXT_PIPELINING    0x80
+
 struct smtp_reply {
 	int code;                  /* 3 digits; 0 if none was received */
 	char enh[16];              /* enhanced status "5.1.1", or "" */
@@ -77,6 +93,17 @@ const char *smtp_peer(const struct smtp_session *s);
 const char *smtp_tls_info(const struct smtp_session *s);
 /* QUIT (best effort) and free. */
 void smtp_close(struct smtp_session *s);
+
+/* SMTP_EXT_* bits from the last EHLO (after STARTTLS: the second one). */
+unsigned smtp_extensions(const struct smtp_session *s);
+/* The SIZE the server advertised; 0 when none or no fixed limit. */
+unsigned long long smtp_size_limit(const struct smtp_session *s);
+
+/*
+ * May AUTH be sent on this connection? Always over TLS; in clear only
+ * when the smarthost is configured with tls = none and is a loopback host.
+ */
+int smtp_auth_allowed(const struct smarthost *sh, int encrypted);
 
 /*
  * Parse one reply line ("250-PIPELINING", "550 5.1.1 text"): code,
