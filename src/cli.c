@@ -71,16 +71,6 @@ request_init(struct request *req)
 	memset(req, 0, sizeof(*req));
 	req->mode = MODE_SUBMIT;
 	req->deliver = DELIVER_CONFIG;
-	req->sender = NULL;
-	req->full_name = NULL;
-	req->config_path = NULL;
-	req->log_path = NULL;
-	req->body_type = NULL;
-	req->notify = NULL;
-	req->ret = NULL;
-	req->envid = NULL;
-	req->queue_id = NULL;
-	req->rcpts = NULL;
 }
 
 enum mode
@@ -398,7 +388,7 @@ apply_option(struct request *req, int c, const char *v, struct err *err)
 static int
 illegal_option(int c, struct err *err)
 {
-	if (isprint(c))
+	if (c > 0x20 && c < 0x7f)
 		return err_set(err, ERR_USAGE, "illegal option -- %c", c);
 	return err_set(err, ERR_USAGE, "illegal option -- \\x%02x", c);
 }

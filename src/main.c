@@ -21,6 +21,7 @@
 #include "config.h"
 #include "log.h"
 #include "queue.h"
+#include "runner.h"
 #include "submit.h"
 
 #define DEFAULT_CONFIG SYSCONFDIR "/relayq.conf"
@@ -149,9 +150,29 @@ do_list(const struct config *cfg)
 	return rc < 0 ? fail(&err) : EX_OK;
 }
 
+/* Which delivery the caller asked for: -od* wins over the config. */
+static enum delivery_mode
+delivery_of(const struct config *cfg, const struct request *req)
+{
+	switch (req->deliver) {
+	case DELIVER_BACKGROUND: return DELIVERY_BACKGROUND;
+	case DELIVER_FOREGROUND: return DELIVERY_FOREGROUND;
+	case DELIVER_QUEUE:      return DELIVERY_QUEUE;
+	case DELIVER_CONFIG:     break;
+	}
+	return cfg->delivery;
+}
+
+/*
+ * Queue the message; exit 0 from here on means it is safe on disk. Then
+ * deliver it as asked: in a detached child (the caller returns at once),
+ * in the foreground with the outcome on stderr, or not at all.
+ */
 static int
 do_submit(const struct config *cfg, const struct request *req)
 {
+	struct run_opts o = { .force = 1, .report = 1 };
+	struct run_stats st;
 	char qid[QID_LEN + 1];
 	struct err err;
 
@@ -159,7 +180,42 @@ do_submit(const struct config *cfg, const struct request *req)
 		return fail(&err);
 	if (req->verbose)
 		fprintf(stderr, "%s: queued as %s\n", log_progname(), qid);
+	switch (delivery_of(cfg, req)) {
+	case DELIVERY_BACKGROUND:
+		runner_background(cfg, qid);
+		break;
+	case DELIVERY_FOREGROUND:
+		o.only_id = qid;
+		if (runner_run(cfg, &o, &st, &err) < 0)
+			log_user("%s: delivery: %s (the message stays queued)", qid, err.msg);
+		break;
+	case DELIVERY_QUEUE:
+		runner_poke(cfg);
+		break;
+	}
 	return EX_OK;
+}
+
+static int
+do_queue_run(const struct config *cfg, const struct request *req)
+{
+	struct run_opts o = { .force = req->queue_force || req->queue_id != NULL,
+	    .only_id = req->queue_id, .report = req->verbose > 0 };
+	struct run_stats st;
+	struct err err;
+
+	if (req->queue_interval > 0) {
+		if (runner_daemon(cfg, req->queue_interval, &err) < 0)
+			return fail(&err);
+		return EX_OK;
+	}
+	if (runner_run(cfg, &o, &st, &err) < 0)
+		return fail(&err);
+	if (req->verbose)
+		fprintf(stderr, "%s: queue run: %u delivered, %u deferred, %u bounced, "
+		    "%u skipped, %u errors\n", log_progname(), st.delivered,
+		    st.deferred, st.bounced, st.skipped, st.errors);
+	return st.errors ? EX_TEMPFAIL : EX_OK;
 }
 
 static int
@@ -240,6 +296,9 @@ main(int argc, char **argv)
 		break;
 	case MODE_NEWALIASES:
 		rc = do_newaliases(cfg);
+		break;
+	case MODE_QUEUE_RUN:
+		rc = do_queue_run(cfg, &req);
 		break;
 	default:
 		log_user("this mode is not available yet in relayq %s", PACKAGE_VERSION);

@@ -65,8 +65,7 @@ struct mstate {
 	int done;          /* the "." line was seen */
 
 	int in_header;
-	int first_line;    /* no header line has been taken yet */
-	int from_checked;  /* the mbox "From " check has been done */
+	int from_checked;  /* a field was seen or a "From " line dropped */
 	int skip_line;     /* dropping the rest of a "From " line */
 	enum line_class cls;
 	struct buf line;   /* the current header-area line */
@@ -168,12 +167,6 @@ out_put(struct mstate *st, const char *p, size_t n)
 	memcpy(st->obuf + st->olen, p, n);
 	st->olen += n;
 	return 0;
-}
-
-static int
-out_str(struct mstate *st, const char *s)
-{
-	return out_put(st, s, strlen(s));
 }
 
 /*
@@ -362,12 +355,13 @@ find_from_addr(struct mstate *st)
 {
 	for (size_t i = 0; i < st->nfields; i++) {
 		struct strlist l = { 0 };
+		struct err perr;
 		char *v;
 
 		if (!fname_is(st, &st->fields[i], "From"))
 			continue;
 		v = field_unfold(st, &st->fields[i]);
-		if (addr_parse_list(v, &l, NULL) == 0 && l.n > 0)
+		if (addr_parse_list(v, &l, &perr) == 0 && l.n > 0)
 			st->info->from_addr = xstrdup(l.v[0]);
 		strlist_free(&l);
 		free(v);
@@ -476,31 +470,44 @@ phrase_encoded(struct buf *b, const char *name, size_t n)
 	}
 }
 
-/* The caller's name, without control characters, trimmed and capped. */
+/* Length of the UTF-8 sequence that lead byte c starts (1 if not a lead). */
+static size_t
+utf8_len(unsigned char c)
+{
+	if (c >= 0xf0)
+		return 4;
+	if (c >= 0xe0)
+		return 3;
+	if (c >= 0xc0)
+		return 2;
+	return 1;
+}
+
+/* The caller's name without control characters, trimmed and capped. */
 static size_t
 clean_name(const char *in, char *out, size_t size, int *eight)
 {
-	size_t o = 0;
+	size_t o = 0, k;
 
 	*eight = 0;
-	for (; in != NULL && *in != '\0' && o + 1 < size; in++) {
+	for (; in != NULL && *in != '\0'; in++) {
 		unsigned char c = (unsigned char)*in;
 
-		if (c < 0x20 || c == 0x7f)
+		if (c < 0x20 || c == 0x7f || (c == ' ' && o == 0))
 			continue;
-		if (c == ' ' && (o == 0 || out[o - 1] == ' '))
-			continue;
+		if (o + 1 == size) {
+			/* Capped: do not keep half a UTF-8 sequence. */
+			for (k = o; k > 0 && ((unsigned char)out[k - 1] & 0xc0) == 0x80; k--)
+				;
+			if (k > 0 && o - (k - 1) < utf8_len((unsigned char)out[k - 1]))
+				o = k - 1;
+			break;
+		}
 		if (c >= 0x80)
 			*eight = 1;
 		out[o++] = (char)c;
 	}
 	while (o > 0 && out[o - 1] == ' ')
-		o--;
-	/* A cut must not leave half a UTF-8 sequence. */
-	if (o + 1 >= size)
-		while (o > 0 && ((unsigned char)out[o - 1] & 0xc0) == 0x80)
-			o--;
-	if (o > 0 && (unsigned char)out[o - 1] >= 0xc0)
 		o--;
 	out[o] = '\0';
 	return o;
@@ -636,7 +643,7 @@ classify(const struct mstate *st, int complete)
 		return complete ? LC_EMPTY : LC_UNDECIDED;
 	if (IS_WSP(l[0]))
 		return st->nfields > 0 ? LC_CONT : LC_BODY;
-	if (st->first_line && !st->from_checked && len >= 5 &&
+	if (!st->from_checked && len >= 5 &&
 	    memcmp(l, "From ", 5) == 0) {
 		for (i = 5; i < len && IS_WSP(l[i]); i++)
 			;
@@ -644,7 +651,8 @@ classify(const struct mstate *st, int complete)
 			return complete ? LC_FROM_LINE : LC_UNDECIDED;
 		return l[i] == ':' ? LC_FIELD : LC_FROM_LINE;
 	}
-	for (i = 0; i < len && i <= MSG_LINE_MAX; i++) {
+	/* The name and colon must fit the first output line. */
+	for (i = 0; i < len && i < MSG_LINE_MAX; i++) {
 		unsigned char c = (unsigned char)l[i];
 
 		if (c == ':')
@@ -655,9 +663,9 @@ classify(const struct mstate *st, int complete)
 			return LC_BODY;
 	}
 	/* obs-syntax: white space between the name and the colon */
-	for (; i < len && i <= MSG_LINE_MAX && IS_WSP(l[i]); i++)
+	for (; i < len && i < MSG_LINE_MAX && IS_WSP(l[i]); i++)
 		;
-	if (i > MSG_LINE_MAX)
+	if (i >= MSG_LINE_MAX)
 		return LC_BODY;
 	if (i < len)
 		return l[i] == ':' ? LC_FIELD : LC_BODY;
@@ -714,24 +722,38 @@ header_limit(struct mstate *st)
 	    "message header exceeds the limit of %zu bytes", st->max_hsize);
 }
 
+/*
+ * Header-area bytes. Past the size limit a line may still turn out to be
+ * the start of the body (it is classified on its first octets); anything
+ * else that big is an error.
+ */
 static int
 header_data(struct mstate *st, const char *p, size_t n)
 {
+	size_t used = st->hdr.len + st->line.len + 1, take = n;
+
 	if (st->skip_line)
 		return 0;
-	if (st->hdr.len + st->line.len + n + 1 > st->max_hsize ||
-	    buf_append(&st->line, p, n) < 0)
+	if (used >= st->max_hsize)
+		take = 0;
+	else if (n > st->max_hsize - used)
+		take = st->max_hsize - used;
+	if (take > 0 && buf_append(&st->line, p, take) < 0)
 		return header_limit(st);
-	if (st->cls != LC_UNDECIDED)
-		return 0;
-	st->cls = classify(st, 0);
-	if (st->cls == LC_FROM_LINE) {
-		st->skip_line = 1;
-		buf_reset(&st->line);
-	} else if (st->cls == LC_BODY) {
-		return header_to_body(st, 0);
+	if (st->cls == LC_UNDECIDED) {
+		st->cls = classify(st, 0);
+		if (st->cls == LC_FROM_LINE) {
+			st->skip_line = 1;
+			buf_reset(&st->line);
+			return 0;
+		}
+		if (st->cls == LC_BODY) {
+			if (header_to_body(st, 0) < 0)
+				return -1;
+			return body_put(st, p + take, n - take);
+		}
 	}
-	return 0;
+	return take < n ? header_limit(st) : 0;
 }
 
 static int
@@ -752,7 +774,6 @@ header_eol(struct mstate *st)
 		return header_to_body(st, 1);
 	case LC_FIELD:
 		rc = add_field(st);
-		st->first_line = 0;
 		st->from_checked = 1;
 		break;
 	case LC_CONT:
@@ -928,7 +949,6 @@ message_read(int infd, int outfd, const struct msg_opts *o,
 	st.obuf = xmalloc(OBUF_SIZE);
 	st.at_bol = 1;
 	st.in_header = 1;
-	st.first_line = 1;
 	st.cls = LC_UNDECIDED;
 	buf_init(&st.line, st.max_hsize);
 	buf_init(&st.hdr, st.max_hsize);

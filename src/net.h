@@ -11,6 +11,7 @@
 
 struct conn;
 struct tls_client;
+struct tls_conn;
 
 #define NET_LINE_MAX 2048     /* longest line accepted from a server */
 
@@ -36,6 +37,8 @@ int conn_starttls(struct conn *c, struct tls_client *tls, const char *host,
 int conn_is_tls(const struct conn *c);
 /* "TLSv1.3 TLS_AES_256_GCM_SHA384" or "" for plain. */
 const char *conn_tls_info(const struct conn *c);
+/* The TLS connection (for tls_describe_peer), or NULL for plain. */
+struct tls_conn *conn_tls(const struct conn *c);
 
 /*
  * Read one line (without CRLF/LF) into line (NUL-terminated). ERR_TEMP on

@@ -90,7 +90,9 @@ int queue_tx_begin(struct queue *q, struct queue_tx *tx, struct err *err);
  * Make the message durable: fsync data, rename to data/ID, write the
  * envelope to tmp, fsync, rename to env/ID (the commit point), fsync both
  * directories. Returns 0 only when all of that succeeded; on failure
- * everything written is removed. env->id and env->size are filled in here.
+ * everything written is removed. env->id and env->size are filled in here
+ * (and env->created, if it is 0). ERR_DATA: the envelope cannot be written
+ * (an address with a control character, no recipients, too large).
  */
 int queue_tx_commit(struct queue_tx *tx, struct envelope *env, struct err *err);
 /* Throw away an uncommitted submission (safe to call after commit). */
@@ -109,19 +111,30 @@ struct qentry {
  * ERR_DATA.
  */
 int queue_lock(struct queue *q, const char *id, struct qentry *e, struct err *err);
-/* Replace env/ID atomically with e->env, keeping the lock throughout. */
+/*
+ * Replace env/ID atomically with e->env, keeping the lock throughout. If
+ * only the final directory fsync fails, -1 is returned but the new file is
+ * in place and e->fd holds it locked.
+ */
 int queue_update(struct queue *q, struct qentry *e, struct err *err);
-/* Delivered: remove env/ID (the commit point), then data/ID. Unlocks. */
+/*
+ * Delivered: remove env/ID (the commit point), then data/ID. Unlocks as
+ * queue_unlock does, also on failure.
+ */
 int queue_remove(struct queue *q, struct qentry *e, struct err *err);
-/* Permanently failed: move to failed/ID.env and failed/ID.data. Unlocks. */
+/*
+ * Permanently failed: move to failed/ID.data, then failed/ID.env. Unlocks
+ * as queue_unlock does, also on failure (then nothing was moved).
+ */
 int queue_move_failed(struct queue *q, struct qentry *e, struct err *err);
+/* Release the lock and free e->env; safe on an entry that was not locked. */
 void queue_unlock(struct qentry *e);
 /* Open data/ID read-only. */
 int queue_open_data(struct queue *q, const char *id, struct err *err);
 
 /* Ids in env/, sorted (that is, by arrival time). Invalid names skipped. */
 int queue_scan(struct queue *q, struct strlist *ids, struct err *err);
-/* Load an envelope without locking (for listing). */
+/* Load an envelope without locking (for listing); never moves anything. */
 int queue_peek(struct queue *q, const char *id, struct envelope *env, struct err *err);
 /*
  * Remove garbage: files in tmp/ and data files without an envelope that are
@@ -129,7 +142,10 @@ int queue_peek(struct queue *q, const char *id, struct envelope *env, struct err
  */
 int queue_cleanup(struct queue *q, long grace, struct err *err);
 
-/* Postfix-style mailq listing of the queue to out. */
+/*
+ * Postfix-style mailq listing of the queue to out. Corrupt entries are
+ * skipped with a warning on stderr.
+ */
 int queue_list(struct queue *q, FILE *out, struct err *err);
 
 #endif

@@ -68,31 +68,6 @@ resolve_sender(const struct config *cfg, const struct request *req,
 	return envelope_address(parsed, cfg->domain, out, size, err);
 }
 
-/* -N never | success,failure,delay -> NOTIFY_* bits. */
-static unsigned
-notify_bits(const char *spec)
-{
-	static const struct { const char *name; unsigned bit; } words[] = {
-		{ "never", NOTIFY_NEVER }, { "success", NOTIFY_SUCCESS },
-		{ "failure", NOTIFY_FAILURE }, { "delay", NOTIFY_DELAY },
-	};
-	unsigned bits = 0;
-	const char *p = spec;
-
-	while (p != NULL && *p != '\0') {
-		size_t len = strcspn(p, ",");
-
-		for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
-			if (strlen(words[i].name) == len &&
-			    strncasecmp(p, words[i].name, len) == 0)
-				bits |= words[i].bit;
-		p += len;
-		if (*p == ',')
-			p++;
-	}
-	return bits;
-}
-
 /* Add recipients to the envelope, qualified and without duplicates. */
 static int
 add_recipients(struct envelope *env, struct strlist *seen,
@@ -131,7 +106,7 @@ submit_message(const struct config *cfg, const struct request *req, int infd,
 	struct msg_info info;
 	struct envelope env;
 	char sender[ADDR_MAX + 1];
-	unsigned notify = req->notify ? notify_bits(req->notify) : 0;
+	unsigned notify = req->notify_mask;
 	int rc = -1;
 
 	memset(&info, 0, sizeof(info));

@@ -154,11 +154,11 @@ char *
 xasprintf(const char *fmt, ...)
 {
 	va_list ap;
-	char *p;
+	char *p, probe[1];
 	int n;
 
 	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
+	n = vsnprintf(probe, sizeof(probe), fmt, ap);
 	va_end(ap);
 	if (n < 0)
 		fatal(EX_SOFTWARE, "xasprintf: bad format");
@@ -227,10 +227,11 @@ int
 buf_printf(struct buf *b, const char *fmt, ...)
 {
 	va_list ap;
+	char probe[1];
 	int n;
 
 	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
+	n = vsnprintf(probe, sizeof(probe), fmt, ap);
 	va_end(ap);
 	if (n < 0 || buf_reserve(b, (size_t)n) < 0)
 		return -1;

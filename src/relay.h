@@ -1,0 +1,33 @@
+/*
+ * relay.h - delivery policy: which smarthost, failover in config order, one
+ * SMTP session reused for every message of a run, and the translation of
+ * each recipient's SMTP result into queue state (sent / failed / pending
+ * with the reason).
+ */
+#ifndef RELAYQ_RELAY_H
+#define RELAYQ_RELAY_H
+
+#include "config.h"
+#include "queue.h"
+#include "util.h"
+
+struct relay;
+
+struct relay *relay_new(const struct config *cfg);
+/* QUIT the open session, if any, and free. */
+void relay_free(struct relay *r);
+
+/*
+ * Try to deliver a locked entry. Updates e->env in memory: recipients
+ * accepted become RCPT_SENT, 5xx ones RCPT_FAILED (with dsn and error),
+ * others stay RCPT_PENDING with the reason; env.last_error and
+ * env.last_attempt are set. Logs one line per recipient outcome. Returns
+ * -1 only when the data file cannot be read (err says why).
+ */
+int relay_deliver(struct relay *r, struct queue *q, struct qentry *e,
+                  struct err *err);
+
+/* Fetch the secret for a smarthost (password, file or command). */
+int relay_secret(const struct smarthost *sh, struct buf *out, struct err *err);
+
+#endif

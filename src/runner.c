@@ -1,0 +1,316 @@
+/*
+ * runner.c - queue runs. For each due entry: lock, deliver through the
+ * relay (one session for the whole run), then settle it on disk: remove
+ * when every recipient is done, queue a bounce for new permanent failures,
+ * move to failed/ what failed, or schedule the next attempt from the
+ * retry list; past queue_lifetime the pending recipients fail too.
+ */
+#include "autoconf.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bounce.h"
+#include "log.h"
+#include "relay.h"
+#include "runner.h"
+
+#define TMP_GRACE (24 * 3600)   /* age after which tmp/ files are garbage */
+
+static volatile sig_atomic_t stop_requested;
+
+static long
+retry_delay(const struct config *cfg, int attempts)
+{
+	size_t i;
+
+	if (cfg->nretry == 0)
+		return 300;
+	i = attempts <= 0 ? 0 : (size_t)(attempts - 1);
+	return cfg->retry[i < cfg->nretry ? i : cfg->nretry - 1];
+}
+
+static void
+set_str(char **dst, const char *src)
+{
+	free(*dst);
+	*dst = src ? xstrdup(src) : NULL;
+}
+
+/* Past its lifetime: every pending recipient fails with the last reason. */
+static void
+expire(const struct config *cfg, struct envelope *env)
+{
+	char life[32], why[1200];
+
+	format_duration(cfg->queue_lifetime, life, sizeof(life));
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		struct rcpt *rc = &env->rcpts[i];
+
+		if (rc->status != RCPT_PENDING)
+			continue;
+		str_fmt(why, sizeof(why), "message expired after %s in the queue: %s",
+		    life, rc->error ? rc->error : env->last_error ?
+		    env->last_error : "not delivered");
+		rc->status = RCPT_FAILED;
+		set_str(&rc->dsn, "4.4.7");
+		set_str(&rc->error, why);
+		log_info("%s: to=<%s>, status=expired (%s)", env->id, rc->addr, why);
+	}
+}
+
+static void
+report_outcome(const struct envelope *env, const unsigned char *was_pending)
+{
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		const struct rcpt *rc = &env->rcpts[i];
+
+		if (!was_pending[i])
+			continue;
+		fprintf(stderr, "%s: %s: <%s>: %s%s%s%s\n", log_progname(), env->id,
+		    rc->addr, rc->status == RCPT_SENT ? "sent" :
+		    rc->status == RCPT_FAILED ? "failed" : "deferred, will retry",
+		    rc->error ? " (" : "", rc->error ? rc->error : "",
+		    rc->error ? ")" : "");
+	}
+}
+
+/* Write the outcome of an attempt to the queue. */
+static int
+settle(const struct config *cfg, struct queue *q, struct qentry *e,
+    const unsigned char *was_pending, struct run_stats *st, struct err *err)
+{
+	struct envelope *env = &e->env;
+	unsigned char *report = xcalloc(env->nrcpts ? env->nrcpts : 1, 1);
+	size_t pending = 0, failed = 0, newly_failed = 0;
+	char bounce_id[QID_LEN + 1];
+	int rc = 0;
+
+	env->attempts++;
+	if (time(NULL) - env->created >= cfg->queue_lifetime)
+		expire(cfg, env);
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		int now_failed = env->rcpts[i].status == RCPT_FAILED;
+
+		report[i] = was_pending[i] && now_failed;
+		newly_failed += report[i];
+		failed += now_failed;
+		pending += env->rcpts[i].status == RCPT_PENDING;
+	}
+	if (newly_failed > 0) {
+		int datafd = queue_open_data(q, e->id, err);
+
+		if (datafd < 0 || bounce_queue(cfg, q, env, report, datafd,
+		    bounce_id, err) < 0) {
+			/* No bounce, no failure: those recipients wait for the next run. */
+			log_error("%s: cannot queue the bounce: %s", e->id, err->msg);
+			for (size_t i = 0; i < env->nrcpts; i++)
+				if (report[i])
+					env->rcpts[i].status = RCPT_PENDING;
+			pending += newly_failed;
+			failed -= newly_failed;
+			newly_failed = 0;
+		}
+		if (datafd >= 0)
+			close(datafd);
+		st->bounced += newly_failed ? 1 : 0;
+	}
+	if (pending == 0 && failed == 0) {
+		rc = queue_remove(q, e, err);
+		st->delivered++;
+	} else if (pending == 0) {
+		rc = queue_move_failed(q, e, err);
+	} else {
+		env->next_attempt = time(NULL) + retry_delay(cfg, env->attempts);
+		rc = queue_update(q, e, err);
+		st->deferred++;
+	}
+	free(report);
+	return rc;
+}
+
+/* Deliver one entry if it is due (or forced). */
+static void
+run_entry(const struct config *cfg, struct queue *q, struct relay *relay,
+    const char *id, const struct run_opts *o, struct run_stats *st)
+{
+	struct qentry e;
+	struct err err;
+	unsigned char *was_pending;
+	int locked = queue_lock(q, id, &e, &err);
+
+	if (locked <= 0) {
+		if (locked < 0) {
+			log_error("%s: %s", id, err.msg);
+			st->errors++;
+		} else {
+			st->skipped++;
+		}
+		return;
+	}
+	if (!o->force && e.env.next_attempt > time(NULL)) {
+		queue_unlock(&e);
+		envelope_free(&e.env);
+		st->skipped++;
+		return;
+	}
+	was_pending = xcalloc(e.env.nrcpts ? e.env.nrcpts : 1, 1);
+	for (size_t i = 0; i < e.env.nrcpts; i++)
+		was_pending[i] = e.env.rcpts[i].status == RCPT_PENDING;
+	if (relay_deliver(relay, q, &e, &err) < 0 ||
+	    settle(cfg, q, &e, was_pending, st, &err) < 0) {
+		log_error("%s: %s", id, err.msg);
+		st->errors++;
+	}
+	if (o->report)
+		report_outcome(&e.env, was_pending);
+	free(was_pending);
+	if (e.fd >= 0)
+		queue_unlock(&e);
+	envelope_free(&e.env);
+}
+
+int
+runner_run(const struct config *cfg, const struct run_opts *o,
+    struct run_stats *st, struct err *err)
+{
+	struct queue q;
+	struct strlist ids = { 0 };
+	struct relay *relay;
+
+	memset(st, 0, sizeof(*st));
+	if (queue_open(&q, cfg->queue_dir, 0, err) < 0)
+		return -1;
+	if (o->only_id != NULL) {
+		if (!qid_valid(o->only_id)) {
+			queue_close(&q);
+			return err_set(err, ERR_USAGE, "not a queue id: %s", o->only_id);
+		}
+		strlist_add(&ids, o->only_id);
+	} else {
+		queue_cleanup(&q, TMP_GRACE, NULL);
+		if (queue_scan(&q, &ids, err) < 0) {
+			queue_close(&q);
+			return -1;
+		}
+	}
+	relay = relay_new(cfg);
+	for (size_t i = 0; i < ids.n && !stop_requested; i++)
+		run_entry(cfg, &q, relay, ids.v[i], o, st);
+	relay_free(relay);
+	strlist_free(&ids);
+	queue_close(&q);
+	return 0;
+}
+
+static void
+on_stop(int sig)
+{
+	(void)sig;
+	stop_requested = 1;
+}
+
+static char *
+trigger_path(const struct config *cfg)
+{
+	return xasprintf("%s/trigger", cfg->queue_dir);
+}
+
+int
+runner_daemon(const struct config *cfg, long interval, struct err *err)
+{
+	struct sigaction sa;
+	struct run_opts o = { 0 };
+	struct run_stats st;
+	char *path = trigger_path(cfg);
+	int fd;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	if (mkfifo(path, 0660) < 0 && errno != EEXIST) {
+		err_sys(err, ERR_TEMP, "cannot create %s", path);
+		free(path);
+		return -1;
+	}
+	/* O_RDWR keeps a writer open, so the FIFO never reports EOF. */
+	if ((fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC)) < 0) {
+		err_sys(err, ERR_TEMP, "cannot open %s", path);
+		free(path);
+		return -1;
+	}
+	free(path);
+	log_info("queue daemon started, interval %lds", interval);
+	while (!stop_requested) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		char drain[256];
+
+		if (runner_run(cfg, &o, &st, err) < 0)
+			log_error("queue run: %s", err->msg);
+		if (stop_requested)
+			break;
+		if (poll(&pfd, 1, interval > 2000000 ? 2000000000 : (int)(interval * 1000)) > 0)
+			while (read(fd, drain, sizeof(drain)) > 0)
+				;
+	}
+	close(fd);
+	log_info("queue daemon stopped");
+	return 0;
+}
+
+void
+runner_poke(const struct config *cfg)
+{
+	char *path = trigger_path(cfg);
+	int fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+
+	free(path);
+	if (fd >= 0) {
+		(void)!write(fd, "!", 1);
+		close(fd);
+	}
+}
+
+void
+runner_background(const struct config *cfg, const char *id)
+{
+	struct run_opts o = { .only_id = id, .force = 1 };
+	struct run_stats st;
+	struct err err;
+	pid_t pid = fork();
+	int devnull;
+
+	if (pid < 0) {
+		log_warn("%s: cannot fork for delivery, it waits for the next queue run", id);
+		return;
+	}
+	if (pid > 0) {
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		return;
+	}
+	/* Detach: new session, reparented to init, the caller's pipes closed. */
+	setsid();
+	if (fork() != 0)
+		_exit(0);
+	if ((devnull = open("/dev/null", O_RDWR)) >= 0) {
+		dup2(devnull, STDIN_FILENO);
+		dup2(devnull, STDOUT_FILENO);
+		dup2(devnull, STDERR_FILENO);
+		if (devnull > STDERR_FILENO)
+			close(devnull);
+	}
+	if (runner_run(cfg, &o, &st, &err) < 0)
+		log_error("%s: %s", id, err.msg);
+	_exit(0);
+}
