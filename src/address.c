@@ -49,6 +49,9 @@ struct parser {
 #define TYPE(p)         ((p)->tok[(p)->pos].type)
 #define IS_WORD(type)   ((type) == T_ATOM || (type) == T_QSTR)
 #define IS_CTL(c)       ((c) < 0x20 || (c) == 0x7f)
+#define STR(x)          STR_(x)
+#define STR_(x)         #x
+#define TOO_LONG        "address longer than " STR(ADDR_MAX) " octets"
 
 /* ---- tokenizer ------------------------------------------------------- */
 
@@ -185,12 +188,6 @@ perr(struct parser *p, const char *msg)
 	return err_set(p->err, ERR_DATA, "%s", msg);
 }
 
-static int
-too_long(struct parser *p)
-{
-	return err_set(p->err, ERR_DATA, "address longer than %d octets", ADDR_MAX);
-}
-
 /* Append a token's content; a quoted string loses its quotes, the
  * backslash of each quoted-pair, and the CR/LF of folding. */
 static int
@@ -267,7 +264,7 @@ parse_local(struct parser *p, struct buf *addr, size_t *end)
 		rc = put_local(addr, &lp);
 	buf_free(&lp);
 	*end = p->tok[p->pos - 1].end;
-	return rc < 0 ? too_long(p) : 0;
+	return rc < 0 ? perr(p, TOO_LONG) : 0;
 }
 
 /* domain: a domain literal, or atoms joined by dots (CFWS around them is
@@ -276,17 +273,17 @@ static int
 parse_domain(struct parser *p, struct buf *addr)
 {
 	if (TYPE(p) == T_DLIT)
-		return put_token(addr, p->text, &p->tok[p->pos++]) < 0 ? too_long(p) : 0;
+		return put_token(addr, p->text, &p->tok[p->pos++]) < 0 ? perr(p, TOO_LONG) : 0;
 	if (TYPE(p) != T_ATOM)
 		return perr(p, TYPE(p) == '.' ? "domain starts with '.'" :
 		    "missing domain after '@'");
 	for (;;) {
 		if (put_token(addr, p->text, &p->tok[p->pos++]) < 0)
-			return too_long(p);
+			return perr(p, TOO_LONG);
 		if (TYPE(p) != '.')
 			return 0;
 		if (put_token(addr, p->text, &p->tok[p->pos++]) < 0)
-			return too_long(p);
+			return perr(p, TOO_LONG);
 		if (TYPE(p) != T_ATOM)
 			return perr(p, TYPE(p) == '.' ? "empty label in domain" :
 			    "domain ends with '.'");
@@ -305,7 +302,7 @@ parse_addr_spec(struct parser *p)
 	rc = parse_local(p, &a, &end);
 	bare = TYPE(p) != '@';
 	if (rc == 0 && !bare)
-		rc = put_token(&a, p->text, &p->tok[p->pos++]) < 0 ? too_long(p) :
+		rc = put_token(&a, p->text, &p->tok[p->pos++]) < 0 ? perr(p, TOO_LONG) :
 		    parse_domain(p, &a);
 	if (rc == 0) {
 		if (p->nmb == p->capmb) {
@@ -652,19 +649,13 @@ addr_validate(const char *addr, struct err *err)
 int
 addr_is_bare(const char *addr)
 {
-	int quoted = 0;
+	const char *s = addr;
 
-	if (*addr == '\0')
-		return 0;
-	for (const char *s = addr; *s != '\0'; s++) {
-		if (quoted && *s == '\\' && s[1] != '\0')
-			s++;
-		else if (*s == '"')
-			quoted = !quoted;
-		else if (*s == '@' && !quoted)
-			return 0;
-	}
-	return 1;
+	if (*s == '"')          /* a quoted local part may hold an '@' */
+		for (s++; *s != '\0' && *s != '"'; s++)
+			if (*s == '\\' && s[1] != '\0')
+				s++;
+	return *addr != '\0' && strchr(s, '@') == NULL;
 }
 
 int

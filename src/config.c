@@ -41,6 +41,8 @@
 #define CONFIG_MAX_VALUE  4096
 #define CONFIG_MAX_COUNT  1000000L
 #define CONFIG_MAX_NAME   64             /* smarthost section title */
+#define CONFIG_MAX_LIST   100            /* entries in retry or auth */
+#define CONFIG_MAX_HOSTS  100            /* smarthost sections */
 
 /* Where each key was last set, for checks that span keys. */
 struct keyline {
@@ -535,6 +537,9 @@ on_value(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	if (strlen(value) > CONFIG_MAX_VALUE)
 		return fail_at(cfg, cfg->line, "%s: value longer than %d bytes",
 		    opt->name, CONFIG_MAX_VALUE);
+	if (cfg_opt_size(opt) > CONFIG_MAX_LIST)
+		return fail_at(cfg, cfg->line, "%s: more than %d entries",
+		    opt->name, CONFIG_MAX_LIST);
 	c.in = value;
 	c.canon[0] = '\0';
 	c.why[0] = '\0';
@@ -673,6 +678,9 @@ on_smarthost(cfg_t *cfg, cfg_opt_t *opt)
 
 	if (sec == NULL)
 		return fail_at(NULL, endline, "smarthost: internal error");
+	if (cfg_opt_size(opt) > CONFIG_MAX_HOSTS)
+		return fail_at(NULL, endline, "smarthost: more than %d sections",
+		    CONFIG_MAX_HOSTS);
 	if (!valid_section_name(sec->title))
 		return fail_at(NULL, endline, "smarthost: bad name \"%s\" (use up "
 		    "to %d letters, digits, '-', '_' and '.')",
@@ -721,10 +729,9 @@ strip_comments(const char *in, size_t len, struct buf *out)
 			return strip_error(line, "NUL byte in the file");
 		if (st == NORMAL && (ch == '#' ||
 		    (!inword && ch == '/' && next == '/'))) {
-			while (i < len && in[i] != '\n')
-				if (in[i++] == '\0')
-					return strip_error(line, "NUL byte in the file");
-			continue;
+			while (i < len && in[i] != '\n' && in[i] != '\0')
+				i++;
+			continue;       /* a NUL is refused on the next turn */
 		}
 		if (st == NORMAL && !inword && ch == '/' && next == '*') {
 			start = line;
@@ -912,10 +919,13 @@ build_config(cfg_t *cfg, struct config *c)
 	c->hostname = dup_or_null(cfg_getstr(cfg, "hostname"));
 	if (c->hostname == NULL) {
 		c->hostname = default_hostname();
-		if (c->hostname == NULL || !valid_hostname(c->hostname))
+		if (c->hostname == NULL || !valid_hostname(c->hostname)) {
+			char esc[300];
+
 			return fail_at(NULL, 0, "hostname: this host's name \"%s\" "
-			    "is not usable; set hostname",
-			    c->hostname ? c->hostname : "?");
+			    "is not usable; set hostname", shown(c->hostname ?
+			    c->hostname : "", esc, sizeof(esc)));
+		}
 	}
 	c->domain = xstrdup(cfg_getstr(cfg, "domain") ? cfg_getstr(cfg, "domain")
 	    : c->hostname);

@@ -27,6 +27,7 @@
 #define NAME_MAX_CHARS 256         /* -F / gecos name kept for From: */
 
 #define IS_WSP(c) ((c) == ' ' || (c) == '\t')
+#define IS_UTF8_CONT(c) (((unsigned char)(c) & 0xc0) == 0x80)
 
 /* What the current header-area line turned out to be. */
 enum line_class {
@@ -61,7 +62,7 @@ struct mstate {
 	size_t olen;
 
 	int at_bol;        /* at the start of an input line */
-	int dot_pending;   /* dot_ends: a line began with '.', next byte decides */
+	int dot_pending;   /* a line began with '.', the next byte decides */
 	int done;          /* the "." line was seen */
 
 	int in_header;
@@ -124,7 +125,7 @@ rfc5322_date(time_t t, char *out, size_t size)
 	    off < 0 ? '-' : '+', aoff / 60, aoff % 60);
 }
 
-/* --- output ---------------------------------------------------------------- */
+/* --- output --------------------------------------------------------- */
 
 static int
 out_flush(struct mstate *st)
@@ -257,7 +258,7 @@ body_eol(struct mstate *st)
 	return out_put(st, "\r\n", 2);
 }
 
-/* --- header analysis ------------------------------------------------------- */
+/* --- header analysis ------------------------------------------------ */
 
 static const char *
 ftext(const struct mstate *st, const struct field *f)
@@ -459,7 +460,7 @@ phrase_encoded(struct buf *b, const char *name, size_t n)
 		size_t e = i + 45 < n ? i + 45 : n;
 
 		/* Never split a UTF-8 sequence between two words. */
-		while (e < n && e > i + 1 && ((unsigned char)name[e] & 0xc0) == 0x80)
+		while (e < n && e > i + 1 && IS_UTF8_CONT(name[e]))
 			e--;
 		if (i > 0)
 			buf_putc(b, ' ');
@@ -497,9 +498,10 @@ clean_name(const char *in, char *out, size_t size, int *eight)
 			continue;
 		if (o + 1 == size) {
 			/* Capped: do not keep half a UTF-8 sequence. */
-			for (k = o; k > 0 && ((unsigned char)out[k - 1] & 0xc0) == 0x80; k--)
+			for (k = o; k > 0 && IS_UTF8_CONT(out[k - 1]); k--)
 				;
-			if (k > 0 && o - (k - 1) < utf8_len((unsigned char)out[k - 1]))
+			if (k > 0 &&
+			    o - (k - 1) < utf8_len((unsigned char)out[k - 1]))
 				o = k - 1;
 			break;
 		}
@@ -630,7 +632,7 @@ out:
 	return rc;
 }
 
-/* --- the header area, line by line ---------------------------------------- */
+/* --- the header area, line by line ------------------------------- */
 
 /* Decide what the line in st->line is, as soon as enough of it is seen. */
 static enum line_class
@@ -783,14 +785,15 @@ header_eol(struct mstate *st)
 		st->fields[st->nfields - 1].len += st->line.len + 1;
 		break;
 	case LC_UNDECIDED:
-		return err_set(st->err, ERR_INTERNAL, "unclassified header line");
+		return err_set(st->err, ERR_INTERNAL,
+		    "unclassified header line");
 	}
 	buf_reset(&st->line);
 	st->cls = LC_UNDECIDED;
 	return rc;
 }
 
-/* --- input ----------------------------------------------------------------- */
+/* --- input ---------------------------------------------------------- */
 
 static int
 content(struct mstate *st, const char *p, size_t n)

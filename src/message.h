@@ -24,13 +24,14 @@ struct msg_opts {
 	uid_t uid;                 /* caller, for the Received line */
 	time_t now;
 	unsigned long long max_size;   /* 0 = no limit (wire-form bytes) */
-	size_t max_header_size;        /* whole header section, bytes */
-	size_t max_headers;            /* number of header fields */
+	size_t max_header_size;        /* whole header section, bytes (0 = default) */
+	size_t max_headers;            /* number of header fields (0 = default) */
 };
 
 struct msg_info {
-	struct strlist rcpts;      /* -t: addr-specs from the header, as written */
-	char *from_addr;           /* first addr-spec of From:, or NULL */
+	struct strlist rcpts;      /* -t: addr-specs from the header, as written
+	                              (header order; not qualified, not deduplicated) */
+	char *from_addr;           /* first addr-spec of From: as written, or NULL */
 	unsigned long long size;   /* bytes written to outfd */
 	int eightbit;              /* some byte >= 0x80 in header or body */
 	int had_message_id, had_date, had_from;
@@ -52,8 +53,12 @@ void msg_opts_init(struct msg_opts *o);
  *  - header lines over 998 octets are folded at white space (or split);
  *    body lines over 998 octets are split, never sent broken;
  *  - every line starting with "." gets one more (wire form).
- * ERR_DATA for a message over max_size or a header over its limits,
- * ERR_IO/ERR_TEMP when reading or writing fails (errno text included).
+ * The header fields are always followed by one empty line (a message with
+ * no header gets just that line). info is reset on entry; on failure its
+ * contents are freed and outfd holds partial output to be discarded.
+ * ERR_DATA for a message over max_size, a header over its limits or (-t) an
+ * address header that does not parse; ERR_IO when reading fails, ERR_TEMP
+ * when writing fails (errno text included).
  */
 int message_read(int infd, int outfd, const struct msg_opts *o,
                  struct msg_info *info, struct err *err);

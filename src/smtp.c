@@ -733,19 +733,13 @@ path_ok(const char *a)
 	return 1;
 }
 
-static void PRINTF_LIKE(4, 5)
-local_reply(struct smtp_reply *r, int code, const char *enh,
-    const char *fmt, ...)
+/* A reply decided here; the text says so, for mailq and bounces. */
+static void
+local_reply(struct smtp_reply *r, int code, const char *enh, const char *msg)
 {
-	char msg[SMTP_TEXT_MAX];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
 	r->code = code;
 	str_copy(r->enh, enh, sizeof(r->enh));
-	snprintf(r->text, sizeof(r->text), "%d %s %s" SMTP_LOCAL, code, enh,
+	str_fmt(r->text, sizeof(r->text), "%d %s %s" SMTP_LOCAL, code, enh,
 	    msg);
 }
 
@@ -813,4 +807,387 @@ build_rcpt(const struct smtp_session *s, const struct smtp_msg *m, size_t i,
 		rc |= xtext(b, m->orcpt[i]);
 	}
 	return rc;
+}
+
+/* A transaction in progress: what was sent and what came back. */
+enum cmd_kind { CMD_MAIL, CMD_RCPT, CMD_DATA };
+
+struct pending {
+	enum cmd_kind kind;
+	size_t i;                  /* recipient index for CMD_RCPT */
+};
+
+struct tx {
+	struct smtp_session *s;
+	const struct smtp_msg *m;
+	struct smtp_reply *rcpt;   /* code 0 = no result yet */
+	size_t accepted;
+	int mail_failed, data_queued, data_code;
+	struct smtp_reply mail_r, data_r;
+};
+
+/* 421 at any point: the server is going away; it answers for everyone. */
+static int
+tx_closing(struct tx *t, const struct smtp_reply *r, struct err *err)
+{
+	fill_pending(t->rcpt, t->m->nrcpts, r);
+	return err_set(err, ERR_TEMP, "%s: smarthost closed the session in "
+	    "reply to %s: %s", peer(t->s), state_names[t->s->state], r->text);
+}
+
+/* Read and file the reply to one command sent earlier. */
+static int
+tx_reply(struct tx *t, const struct pending *pd, struct err *err)
+{
+	static const enum smtp_state st[] = {
+		[CMD_MAIL] = SMTP_MAIL, [CMD_RCPT] = SMTP_RCPT,
+		[CMD_DATA] = SMTP_DATA,
+	};
+	struct smtp_session *s = t->s;
+	struct smtp_reply r;
+	int cls;
+
+	set_state(s, st[pd->kind]);
+	if (read_reply(s, &r, err) < 0)
+		return -1;
+	if (r.code == 421)
+		return tx_closing(t, &r, err);
+	cls = r.code / 100;
+	switch (pd->kind) {
+	case CMD_MAIL:
+		if (cls == 4 || cls == 5) {
+			t->mail_failed = 1;
+			t->mail_r = r;
+		}
+		if (cls == 2 || cls == 4 || cls == 5)
+			return 0;
+		break;
+	case CMD_RCPT:
+		if (t->mail_failed)
+			return 0;  /* "need MAIL first": MAIL's reply says it */
+		if (cls == 2)
+			t->accepted++;      /* result comes with the final "." */
+		else if (cls == 4 || cls == 5)
+			t->rcpt[pd->i] = r;
+		else
+			break;
+		return 0;
+	case CMD_DATA:
+		if (r.code != 354 && cls != 4 && cls != 5)
+			break;
+		t->data_code = r.code;
+		t->data_r = r;
+		return 0;
+	}
+	return proto_fail(s, err, &r);
+}
+
+/*
+ * MAIL, RCPT..., DATA. With PIPELINING they go out in groups of up to
+ * SMTP_PIPE_WINDOW commands, one flush each, and the replies are read in
+ * order (RFC 2920); DATA ends the last group. Without it, one at a time,
+ * and DATA only when a recipient was accepted.
+ */
+static int
+tx_commands(struct tx *t, struct err *err)
+{
+	struct smtp_session *s = t->s;
+	const struct smtp_msg *m = t->m;
+	struct pending pend[SMTP_PIPE_WINDOW];
+	size_t window = (s->ext & SMTP_EXT_PIPELINING) ? SMTP_PIPE_WINDOW : 1;
+	size_t npend = 0, next = 0;
+	struct buf line;
+	int rc = -1;
+
+	buf_init(&line, SMTP_CMD_MAX);
+	if (build_mail(s, m, &line) < 0) {
+		err_set(err, ERR_INTERNAL, "MAIL command too long");
+		goto out;
+	}
+	set_state(s, SMTP_MAIL);
+	s->need_rset = 1;
+	if (put_line(s, line.data, line.len, NULL, err) < 0)
+		goto out;
+	pend[npend++] = (struct pending){ CMD_MAIL, 0 };
+	for (;;) {
+		for (; npend < window && next < m->nrcpts; next++) {
+			if (t->rcpt[next].code != 0)
+				continue;      /* refused locally */
+			buf_reset(&line);
+			if (build_rcpt(s, m, next, &line) < 0) {
+				err_set(err, ERR_INTERNAL, "RCPT command too long");
+				goto out;
+			}
+			set_state(s, SMTP_RCPT);
+			if (put_line(s, line.data, line.len, NULL, err) < 0)
+				goto out;
+			pend[npend++] = (struct pending){ CMD_RCPT, next };
+		}
+		if (next == m->nrcpts && npend < window && !t->data_queued &&
+		    !t->mail_failed && (window > 1 || t->accepted > 0)) {
+			set_state(s, SMTP_DATA);
+			if (put_line(s, "DATA", 4, NULL, err) < 0)
+				goto out;
+			pend[npend++] = (struct pending){ CMD_DATA, 0 };
+			t->data_queued = 1;
+		}
+		if (npend == 0)
+			break;
+		if (flush(s, err) < 0)
+			goto out;
+		for (size_t k = 0; k < npend; k++)
+			if (tx_reply(t, &pend[k], err) < 0)
+				goto out;
+		npend = 0;
+		if (t->mail_failed || t->data_queued)
+			break;
+	}
+	rc = 0;
+out:
+	buf_free(&line);
+	return rc;
+}
+
+/* The final reply, for everyone accepted; it ends the transaction. */
+static int
+tx_final(struct tx *t, struct err *err)
+{
+	struct smtp_session *s = t->s;
+	struct smtp_reply r;
+
+	set_state(s, SMTP_DOT);
+	if (put_line(s, ".", 1, NULL, err) < 0 || flush(s, err) < 0 ||
+	    read_reply(s, &r, err) < 0)
+		return -1;
+	if (r.code == 421)
+		return tx_closing(t, &r, err);
+	if (r.code / 100 != 2 && r.code / 100 != 4 && r.code / 100 != 5)
+		return proto_fail(s, err, &r);
+	fill_pending(t->rcpt, t->m->nrcpts, &r);
+	s->need_rset = 0;
+	return 0;
+}
+
+/* Copy the wire-form data file; it must be exactly m->size bytes. */
+static int
+tx_body(struct tx *t, struct err *err)
+{
+	struct smtp_session *s = t->s;
+	const struct smtp_msg *m = t->m;
+	unsigned long long total = 0;
+	char *chunk, last[2] = { '\r', '\n' };
+	int rc = -1;
+
+	set_state(s, SMTP_BODY);
+	if (lseek(m->datafd, 0, SEEK_SET) < 0 && errno != ESPIPE) {
+		s->broken = 1;
+		return err_sys(err, ERR_TEMP, "cannot rewind the message data");
+	}
+	chunk = xmalloc(SMTP_CHUNK);
+	for (;;) {
+		ssize_t n = read(m->datafd, chunk, SMTP_CHUNK);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			/* Mid-DATA there is no way back but hanging up. */
+			s->broken = 1;
+			err_sys(err, ERR_TEMP, "reading the message data");
+			goto out;
+		}
+		if (n == 0)
+			break;
+		if (conn_write(s->c, chunk, (size_t)n, err) < 0) {
+			io_fail(s, err, 1);
+			goto out;
+		}
+		if (n >= 2) {
+			last[0] = chunk[n - 2];
+		} else {
+			last[0] = last[1];
+		}
+		last[1] = chunk[n - 1];
+		total += (unsigned long long)n;
+	}
+	if (m->size != 0 && total != m->size) {
+		s->broken = 1;
+		err_set(err, ERR_TEMP, "message data is %llu bytes, expected "
+		    "%llu; not sending it", total, m->size);
+		goto out;
+	}
+	/* Wire form ends with CRLF; if not, the "." must not join a line. */
+	if ((last[0] != '\r' || last[1] != '\n') &&
+	    conn_write(s->c, "\r\n", 2, err) < 0) {
+		io_fail(s, err, 1);
+		goto out;
+	}
+	log_debug("smtp %s: sent %llu bytes of message data", peer(s), total);
+	rc = tx_final(t, err);
+out:
+	free(chunk);
+	return rc;
+}
+
+/* DATA was accepted with nobody to deliver to: end it empty (RFC 2920). */
+static int
+tx_end_empty(struct tx *t, struct err *err)
+{
+	struct smtp_session *s = t->s;
+	struct smtp_reply r;
+
+	set_state(s, SMTP_DOT);
+	if (put_line(s, ".", 1, NULL, err) < 0 || flush(s, err) < 0 ||
+	    read_reply(s, &r, err) < 0)
+		return -1;
+	if (r.code == 421)
+		return tx_closing(t, &r, err);
+	return 0;
+}
+
+static void
+refuse_all(const struct smtp_msg *m, struct smtp_reply *rcpt, int code,
+    const char *enh, const char *text)
+{
+	for (size_t i = 0; i < m->nrcpts; i++)
+		local_reply(&rcpt[i], code, enh, text);
+}
+
+int
+smtp_send(struct smtp_session *s, const struct smtp_msg *m,
+    struct smtp_reply *rcpt, struct err *err)
+{
+	struct tx t;
+	size_t nvalid = 0;
+	char text[256];
+
+	for (size_t i = 0; i < m->nrcpts; i++)
+		memset(&rcpt[i], 0, sizeof(rcpt[i]));
+	if (s->broken || s->c == NULL)
+		return err_set(err, ERR_INTERNAL, "%s: SMTP session is no "
+		    "longer usable", peer(s));
+	if (m->nrcpts == 0)
+		return 0;
+	if (s->need_rset && smtp_rset(s, err) < 0)
+		return -1;
+	/* Refusals decided here never reach the server. */
+	if (!path_ok(m->sender)) {
+		refuse_all(m, rcpt, 553, "5.1.7", "invalid sender address");
+		return 0;
+	}
+	if (m->smtputf8 && !(s->ext & SMTP_EXT_SMTPUTF8)) {
+		refuse_all(m, rcpt, 553, "5.6.7", "message needs SMTPUTF8 but "
+		    "the smarthost does not offer it");
+		return 0;
+	}
+	if (s->size_max > 0 && m->size > s->size_max) {
+		str_fmt(text, sizeof(text), "message size %llu exceeds "
+		    "smarthost limit %llu", m->size, s->size_max);
+		refuse_all(m, rcpt, 552, "5.3.4", text);
+		return 0;
+	}
+	for (size_t i = 0; i < m->nrcpts; i++) {
+		if (m->rcpts[i] == NULL || m->rcpts[i][0] == '\0' ||
+		    !path_ok(m->rcpts[i]))
+			local_reply(&rcpt[i], 553, "5.1.3",
+			    "invalid recipient address");
+		else
+			nvalid++;
+	}
+	if (nvalid == 0)
+		return 0;
+	/* Like Postfix: 8-bit data goes out unchanged even without
+	 * 8BITMIME; most servers cope, and downgrading would alter it. */
+	if (m->eightbit && !(s->ext & SMTP_EXT_8BITMIME))
+		log_info("%s: smarthost does not offer 8BITMIME; sending 8-bit "
+		    "message unchanged", peer(s));
+	memset(&t, 0, sizeof(t));
+	t.s = s;
+	t.m = m;
+	t.rcpt = rcpt;
+	if (tx_commands(&t, err) < 0)
+		return -1;
+	if (t.mail_failed)
+		fill_pending(rcpt, m->nrcpts, &t.mail_r);
+	if (t.data_code == 354 && (t.mail_failed || t.accepted == 0)) {
+		if (tx_end_empty(&t, err) < 0)
+			return -1;
+	} else if (t.data_code == 354) {
+		if (tx_body(&t, err) < 0)
+			return -1;
+	} else if (t.data_code != 0) {
+		fill_pending(rcpt, m->nrcpts, &t.data_r);  /* DATA refused */
+	}
+	set_state(s, SMTP_READY);
+	return 0;
+}
+
+int
+smtp_rset(struct smtp_session *s, struct err *err)
+{
+	struct smtp_reply r;
+
+	if (s->broken || s->c == NULL)
+		return err_set(err, ERR_INTERNAL, "%s: SMTP session is no "
+		    "longer usable", peer(s));
+	if (command(s, SMTP_RSET, "RSET", &r, err) < 0)
+		return -1;
+	if (r.code / 100 != 2) {
+		s->broken = 1;
+		return err_set(err, r.code / 100 == 3 ? ERR_PROTO : ERR_TEMP,
+		    "%s: RSET failed: %s", peer(s), r.text);
+	}
+	s->need_rset = 0;
+	set_state(s, SMTP_READY);
+	return 0;
+}
+
+int
+smtp_vrfy(struct smtp_session *s, const char *addr, struct smtp_reply *r,
+    struct err *err)
+{
+	char line[SMTP_ADDR_MAX + 8];
+
+	memset(r, 0, sizeof(*r));
+	if (s->broken || s->c == NULL)
+		return err_set(err, ERR_INTERNAL, "%s: SMTP session is no "
+		    "longer usable", peer(s));
+	if (addr == NULL || addr[0] == '\0' || !path_ok(addr))
+		return err_set(err, ERR_DATA, "invalid address for VRFY");
+	str_fmt(line, sizeof(line), "VRFY %s", addr);
+	if (command(s, SMTP_VRFY, line, r, err) < 0)
+		return -1;
+	if (!s->broken)
+		set_state(s, SMTP_READY);
+	return 0;
+}
+
+const char *
+smtp_peer(const struct smtp_session *s)
+{
+	return peer(s);
+}
+
+const char *
+smtp_tls_info(const struct smtp_session *s)
+{
+	return s->c ? conn_tls_info(s->c) : "";
+}
+
+unsigned
+smtp_extensions(const struct smtp_session *s)
+{
+	return s->ext;
+}
+
+unsigned long long
+smtp_size_limit(const struct smtp_session *s)
+{
+	return s->size_max;
+}
+
+void
+smtp_close(struct smtp_session *s)
+{
+	if (s != NULL)
+		session_free(s);
 }

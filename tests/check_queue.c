@@ -1,1 +1,1222 @@
-int main(void){return 77;}
+/*
+ * Unit tests for queue.c: ids, the envelope format, the commit protocol,
+ * locks across processes, updates, removal, failed/ and corrupt/, cleanup
+ * and the mailq listing. Every test gets a fresh spool under /tmp.
+ */
+#include "autoconf.h"
+
+#include <sys/file.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "queue.h"
+
+static char spool[64];
+static struct queue q;
+
+static void
+setup(void)
+{
+	struct err err;
+
+	str_copy(spool, "/tmp/check_queue.XXXXXX", sizeof(spool));
+	ck_assert_ptr_nonnull(mkdtemp(spool));
+	ck_assert_int_eq(queue_open(&q, spool, 1, &err), 0);
+}
+
+static int
+rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st; (void)flag; (void)ftw;
+	return remove(path);
+}
+
+static void
+teardown(void)
+{
+	queue_close(&q);
+	nftw(spool, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* ---- helpers ---------------------------------------------------------- */
+
+static void
+vpath(char *out, size_t size, const char *fmt, va_list ap)
+{
+	char rel[256];
+
+	vsnprintf(rel, sizeof(rel), fmt, ap);
+	ck_assert_int_eq(str_fmt(out, size, "%s/%s", spool, rel), 0);
+}
+
+/* out = spool/fmt... */
+static void PRINTF_LIKE(3, 4)
+path_of(char *out, size_t size, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vpath(out, size, fmt, ap);
+	va_end(ap);
+}
+
+static int PRINTF_LIKE(1, 2)
+exists(const char *fmt, ...)
+{
+	char path[512];
+	struct stat st;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vpath(path, sizeof(path), fmt, ap);
+	va_end(ap);
+	return lstat(path, &st) == 0;
+}
+
+/* Number of entries in a spool subdirectory. */
+static int
+count_dir(const char *sub)
+{
+	char path[512];
+	struct dirent *de;
+	int n = 0;
+	DIR *d;
+
+	path_of(path, sizeof(path), "%s", sub);
+	ck_assert_ptr_nonnull(d = opendir(path));
+	while ((de = readdir(d)) != NULL)
+		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+			n++;
+	closedir(d);
+	return n;
+}
+
+static char * PRINTF_LIKE(2, 3)
+slurp(size_t *lenp, const char *fmt, ...)
+{
+	char path[512];
+	struct buf b;
+	va_list ap;
+	int fd;
+
+	va_start(ap, fmt);
+	vpath(path, sizeof(path), fmt, ap);
+	va_end(ap);
+	ck_assert_int_ge(fd = open(path, O_RDONLY), 0);
+	buf_init(&b, 0);
+	ck_assert_int_eq(read_file_capped(fd, &b, 4 * ENVELOPE_MAX), 0);
+	close(fd);
+	if (lenp)
+		*lenp = b.len;
+	if (b.data == NULL)
+		return xstrdup("");
+	return b.data;
+}
+
+static void PRINTF_LIKE(3, 4)
+spew(const char *text, size_t len, const char *fmt, ...)
+{
+	char path[512];
+	va_list ap;
+	int fd;
+
+	va_start(ap, fmt);
+	vpath(path, sizeof(path), fmt, ap);
+	va_end(ap);
+	ck_assert_int_ge(fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0640), 0);
+	ck_assert_int_eq(write_all(fd, text, len), 0);
+	close(fd);
+}
+
+static void PRINTF_LIKE(2, 3)
+set_age(time_t age, const char *fmt, ...)
+{
+	char path[512];
+	struct timespec ts[2];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vpath(path, sizeof(path), fmt, ap);
+	va_end(ap);
+	ts[0].tv_sec = ts[1].tv_sec = time(NULL) - age;
+	ts[0].tv_nsec = ts[1].tv_nsec = 0;
+	ck_assert_int_eq(utimensat(AT_FDCWD, path, ts, AT_SYMLINK_NOFOLLOW), 0);
+}
+
+static void
+simple_env(struct envelope *env, const char *sender)
+{
+	envelope_init(env);
+	env->sender = xstrdup(sender);
+	envelope_add_rcpt(env, "bob@example.com", NULL, 0);
+}
+
+/* Queue body with env; the id lands in id. */
+static void
+enqueue(const char *body, size_t len, struct envelope *env, char id[QID_LEN + 1])
+{
+	struct queue_tx tx;
+	struct err err;
+
+	ck_assert_int_eq(queue_tx_begin(&q, &tx, &err), 0);
+	ck_assert_int_eq(write_all(tx.datafd, body, len), 0);
+	ck_assert_msg(queue_tx_commit(&tx, env, &err) == 0, "commit: %s", err.msg);
+	ck_assert_int_eq(tx.committed, 1);
+	memcpy(id, tx.id, QID_LEN + 1);
+	queue_tx_abort(&tx);            /* a no-op after commit */
+}
+
+static void
+enqueue_simple(char id[QID_LEN + 1])
+{
+	struct envelope env;
+
+	simple_env(&env, "alice@example.com");
+	enqueue("Subject: x\r\n\r\nhi\r\n", 18, &env, id);
+	envelope_free(&env);
+}
+
+/* queue_lock from a separate process; returns its result. */
+static int
+lock_in_child(const char *id)
+{
+	struct qentry e;
+	struct err err;
+	pid_t pid;
+	int status;
+
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		int rc = queue_lock(&q, id, &e, &err);
+
+		queue_unlock(&e);
+		_exit(rc + 1);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status));
+	return WEXITSTATUS(status) - 1;
+}
+
+/* ---- ids -------------------------------------------------------------- */
+
+static const struct { const char *id; int ok; } ids[] = {
+	{ "0A1B2C3D4E5F60718", 1 }, { "00000000000000000", 1 },
+	{ "FFFFFFFFFFFFFFFFF", 1 }, { "5FC30D7E0A3C19F2E", 1 },
+	{ "", 0 }, { "0A1B2C3D4E5F6071", 0 }, { "0A1B2C3D4E5F607181", 0 },
+	{ "0a1b2c3d4e5f60718", 0 }, { "0A1B2C3D4E5F6071g", 0 },
+	{ "0A1B2C3D4E5F6071G", 0 }, { "../x", 0 }, { "a/b", 0 }, { "..", 0 },
+	{ ".", 0 }, { "0A1B2C3D/E5F60718", 0 }, { "0A1B2C3D4E5F6071 ", 0 },
+	{ " 0A1B2C3D4E5F6071", 0 }, { "../0A1B2C3D4E5F60", 0 },
+	{ "0A1B2C3D4E5F60718\n", 0 }, { "0A1B2C3D4E5F60718.env", 0 },
+};
+
+START_TEST(test_qid_valid)
+{
+	ck_assert_int_eq(qid_valid(ids[_i].id), ids[_i].ok);
+}
+END_TEST
+
+START_TEST(test_qid_generated)
+{
+	struct queue_tx a, b;
+	struct err err;
+	unsigned long secs;
+	char hex[9];
+	time_t now = time(NULL);
+
+	ck_assert_int_eq(queue_tx_begin(&q, &a, &err), 0);
+	ck_assert_int_eq(queue_tx_begin(&q, &b, &err), 0);
+	ck_assert(qid_valid(a.id));
+	ck_assert(qid_valid(b.id));
+	ck_assert_str_ne(a.id, b.id);
+	/* The first 8 hex digits are the time: ids sort by arrival. */
+	memcpy(hex, a.id, 8);
+	hex[8] = '\0';
+	secs = strtoul(hex, NULL, 16);
+	ck_assert_uint_ge(secs, (unsigned long)now - 1);
+	ck_assert_uint_le(secs, (unsigned long)now + 2);
+	ck_assert_int_le(strncmp(a.id, b.id, 13), 0);
+	ck_assert(exists("tmp/%s.data", a.id));
+	queue_tx_abort(&a);
+	queue_tx_abort(&b);
+	ck_assert_int_eq(count_dir("tmp"), 0);
+}
+END_TEST
+
+/* ---- queue_open ------------------------------------------------------- */
+
+START_TEST(test_open_missing)
+{
+	struct queue q2;
+	struct err err;
+	char path[512];
+
+	path_of(path, sizeof(path), "%s", "nope");
+	ck_assert_int_eq(queue_open(&q2, path, 0, &err), -1);
+	ck_assert_int_eq(err.cls, ERR_TEMP);
+	ck_assert_str_eq(strstr(err.msg, "queue directory "), err.msg);
+	ck_assert_ptr_nonnull(strstr(err.msg, "/nope: No such file or directory"));
+
+	path_of(path, sizeof(path), "%s", "env");
+	ck_assert_int_eq(rmdir(path), 0);
+	ck_assert_int_eq(queue_open(&q2, spool, 0, &err), -1);
+	ck_assert_int_eq(err.cls, ERR_TEMP);
+	ck_assert_ptr_nonnull(strstr(err.msg, "/env: No such file or directory"));
+
+	/* create repairs it and accepts what exists */
+	ck_assert_int_eq(queue_open(&q2, spool, 1, &err), 0);
+	queue_close(&q2);
+	ck_assert_int_eq(queue_open(&q2, spool, 0, &err), 0);
+	queue_close(&q2);
+}
+END_TEST
+
+START_TEST(test_modes)
+{
+	static const char *const subs[] = { "tmp", "data", "env", "failed", "corrupt" };
+	struct queue q2;
+	struct envelope env;
+	struct err err;
+	struct stat st;
+	char path[512], id[QID_LEN + 1];
+	mode_t old = umask(077);
+
+	/* a strict umask must not lock the relayq group out */
+	path_of(path, sizeof(path), "%s", "q2");
+	ck_assert_int_eq(queue_open(&q2, path, 1, &err), 0);
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_int_eq(st.st_mode & 07777, 0770);
+	for (size_t i = 0; i < 5; i++) {
+		char sub[600];
+
+		snprintf(sub, sizeof(sub), "%s/%s", path, subs[i]);
+		ck_assert_int_eq(stat(sub, &st), 0);
+		ck_assert_int_eq(st.st_mode & 07777, 0770);
+	}
+	queue_close(&q2);
+
+	simple_env(&env, "alice@example.com");
+	enqueue("x\r\n", 3, &env, id);
+	envelope_free(&env);
+	umask(old);
+	path_of(path, sizeof(path), "data/%s", id);
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert(S_ISREG(st.st_mode));
+	ck_assert_int_eq(st.st_mode & 07777, 0640);
+	path_of(path, sizeof(path), "env/%s", id);
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_int_eq(st.st_mode & 07777, 0640);
+	ck_assert_int_eq(count_dir("tmp"), 0);
+}
+END_TEST
+
+/* ---- round trip --------------------------------------------------------- */
+
+START_TEST(test_roundtrip)
+{
+	static const char body[] = "From: a@b\r\nSubject: t\r\n\r\n\xc3\xa9t\xc3\xa9\r\n";
+	struct envelope env, got, again;
+	struct strlist list = { 0 };
+	struct err err;
+	struct buf f1, f2;
+	char id[QID_LEN + 1], *text, *data;
+	size_t len;
+
+	envelope_init(&env);
+	env.sender = xstrdup("");
+	env.eightbit = 1;
+	env.smtputf8 = 1;
+	env.ret = RET_HDRS;
+	env.envid = xstrdup("env\r\nid");
+	env.attempts = 2;
+	env.last_attempt = 1700000000;
+	env.next_attempt = 1700000300;
+	env.last_error = xstrdup("451 4.3.0 try\r\n451 later\x01");
+	envelope_add_rcpt(&env, "bob@example.com", "rfc822;Bob@Example.COM\n", NOTIFY_SUCCESS | NOTIFY_FAILURE);
+	env.rcpts[0].dsn = xstrdup("4.4.1");
+	env.rcpts[0].error = xstrdup("550-5.1.1 no\r\n550 5.1.1 such user");
+	envelope_add_rcpt(&env, "carol@example.com", NULL, NOTIFY_NEVER);
+	env.rcpts[1].status = RCPT_SENT;
+	envelope_add_rcpt(&env, "d\xc3\xa9@example.com", NULL, NOTIFY_DELAY);
+	env.rcpts[2].status = RCPT_FAILED;
+	env.rcpts[2].dsn = xstrdup("5.7.1");
+	enqueue(body, sizeof(body) - 1, &env, id);
+
+	ck_assert(qid_valid(id));
+	ck_assert_str_eq(env.id, id);
+	ck_assert_uint_eq(env.size, sizeof(body) - 1);
+	ck_assert_int_ne(env.created, 0);
+	ck_assert_int_eq(queue_scan(&q, &list, &err), 0);
+	ck_assert_uint_eq(list.n, 1);
+	ck_assert_str_eq(list.v[0], id);
+	strlist_free(&list);
+
+	data = slurp(&len, "data/%s", id);
+	ck_assert_uint_eq(len, sizeof(body) - 1);
+	ck_assert_mem_eq(data, body, len);
+	free(data);
+	text = slurp(&len, "env/%s", id);
+	ck_assert_ptr_null(memchr(text, '\r', len));
+	ck_assert_ptr_null(strstr(text, "\x01"));
+	ck_assert_ptr_nonnull(strstr(text, "\nsender: \n"));
+	ck_assert_ptr_nonnull(strstr(text, "\nrcpt: sent carol@example.com\nrcpt-notify: never\n"));
+	ck_assert_str_eq(text + len - 4, "end\n");
+	free(text);
+
+	ck_assert_msg(queue_peek(&q, id, &got, &err) == 0, "%s", err.msg);
+	ck_assert_str_eq(got.id, id);
+	ck_assert_int_eq(got.created, env.created);
+	ck_assert_uint_eq(got.size, sizeof(body) - 1);
+	ck_assert_str_eq(got.sender, "");
+	ck_assert_int_eq(got.eightbit, 1);
+	ck_assert_int_eq(got.smtputf8, 1);
+	ck_assert_int_eq(got.ret, RET_HDRS);
+	ck_assert_str_eq(got.envid, "env id");
+	ck_assert_int_eq(got.attempts, 2);
+	ck_assert_int_eq(got.last_attempt, 1700000000);
+	ck_assert_int_eq(got.next_attempt, 1700000300);
+	ck_assert_str_eq(got.last_error, "451 4.3.0 try 451 later?");
+	ck_assert_uint_eq(got.nrcpts, 3);
+	ck_assert_str_eq(got.rcpts[0].addr, "bob@example.com");
+	ck_assert_str_eq(got.rcpts[0].orcpt, "rfc822;Bob@Example.COM ");
+	ck_assert_int_eq(got.rcpts[0].status, RCPT_PENDING);
+	ck_assert_uint_eq(got.rcpts[0].notify, NOTIFY_SUCCESS | NOTIFY_FAILURE);
+	ck_assert_str_eq(got.rcpts[0].dsn, "4.4.1");
+	ck_assert_str_eq(got.rcpts[0].error, "550-5.1.1 no 550 5.1.1 such user");
+	ck_assert_str_eq(got.rcpts[1].addr, "carol@example.com");
+	ck_assert_int_eq(got.rcpts[1].status, RCPT_SENT);
+	ck_assert_uint_eq(got.rcpts[1].notify, NOTIFY_NEVER);
+	ck_assert_ptr_null(got.rcpts[1].orcpt);
+	ck_assert_ptr_null(got.rcpts[1].dsn);
+	ck_assert_ptr_null(got.rcpts[1].error);
+	ck_assert_str_eq(got.rcpts[2].addr, "d\xc3\xa9@example.com");
+	ck_assert_int_eq(got.rcpts[2].status, RCPT_FAILED);
+	ck_assert_uint_eq(got.rcpts[2].notify, NOTIFY_DELAY);
+	ck_assert_str_eq(got.rcpts[2].dsn, "5.7.1");
+
+	/* Sanitising is stable: re-writing a loaded envelope changes nothing. */
+	buf_init(&f1, 0);
+	buf_init(&f2, 0);
+	ck_assert_int_eq(envelope_format(&got, &f1), 0);
+	ck_assert_int_eq(envelope_parse(f1.data, f1.len, &again, &err), 0);
+	ck_assert_int_eq(envelope_format(&again, &f2), 0);
+	ck_assert_str_eq(f1.data, f2.data);
+	text = slurp(&len, "env/%s", id);
+	ck_assert_str_eq(text, f1.data);
+	free(text);
+	buf_free(&f1);
+	buf_free(&f2);
+	envelope_free(&again);
+	envelope_free(&got);
+	envelope_free(&env);
+}
+END_TEST
+
+START_TEST(test_long_error_truncated)
+{
+	struct envelope env, got;
+	struct err err;
+	char big[9000], id[QID_LEN + 1];
+
+	/* A huge server reply must not make the envelope unwritable. */
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	big[999] = '\xc3';              /* a UTF-8 pair cut at the limit */
+	big[1000] = '\xa9';
+	simple_env(&env, "a@b");
+	env.last_error = xstrdup(big);
+	enqueue("x", 1, &env, id);
+	ck_assert_int_eq(queue_peek(&q, id, &got, &err), 0);
+	ck_assert_uint_eq(strlen(got.last_error), 999);
+	ck_assert_int_eq(got.last_error[998], 'x');
+	envelope_free(&got);
+	envelope_free(&env);
+}
+END_TEST
+
+/* ---- commit failures leave nothing ---------------------------------------- */
+
+static void
+assert_spool_empty(void)
+{
+	ck_assert_int_eq(count_dir("tmp"), 0);
+	ck_assert_int_eq(count_dir("data"), 0);
+	ck_assert_int_eq(count_dir("env"), 0);
+}
+
+START_TEST(test_tx_abort)
+{
+	struct queue_tx tx;
+	struct err err;
+
+	ck_assert_int_eq(queue_tx_begin(&q, &tx, &err), 0);
+	ck_assert_int_ge(tx.datafd, 0);
+	ck_assert_int_eq(write_all(tx.datafd, "hello\r\n", 7), 0);
+	ck_assert_int_eq(count_dir("tmp"), 1);
+	queue_tx_abort(&tx);
+	ck_assert_int_eq(tx.datafd, -1);
+	queue_tx_abort(&tx);            /* twice is harmless */
+	assert_spool_empty();
+}
+END_TEST
+
+START_TEST(test_commit_bad_envelope)
+{
+	struct queue_tx tx;
+	struct envelope env;
+	struct err err;
+
+	/* an address with a line break would forge envelope lines */
+	simple_env(&env, "a@b\nrcpt: pending evil@x");
+	ck_assert_int_eq(queue_tx_begin(&q, &tx, &err), 0);
+	ck_assert_int_eq(write_all(tx.datafd, "x\r\n", 3), 0);
+	ck_assert_int_eq(queue_tx_commit(&tx, &env, &err), -1);
+	ck_assert_int_eq(err.cls, ERR_DATA);
+	ck_assert_ptr_nonnull(strstr(err.msg, "sender"));
+	ck_assert_int_eq(tx.committed, 0);
+	queue_tx_abort(&tx);
+	assert_spool_empty();
+	envelope_free(&env);
+
+	/* no recipients */
+	envelope_init(&env);
+	env.sender = xstrdup("a@b");
+	ck_assert_int_eq(queue_tx_begin(&q, &tx, &err), 0);
+	ck_assert_int_eq(queue_tx_commit(&tx, &env, &err), -1);
+	ck_assert_int_eq(err.cls, ERR_DATA);
+	assert_spool_empty();
+	envelope_free(&env);
+}
+END_TEST
+
+START_TEST(test_commit_disk_full)
+{
+	struct queue_tx tx;
+	struct envelope env;
+	struct err err;
+	struct rlimit old, lim;
+	char pad[200];
+
+	/* The file size limit makes the envelope write fail like ENOSPC. */
+	memset(pad, 'p', sizeof(pad) - 1);
+	pad[sizeof(pad) - 1] = '\0';
+	simple_env(&env, "alice@example.com");
+	env.last_error = xstrdup(pad);
+	ck_assert_int_eq(queue_tx_begin(&q, &tx, &err), 0);
+	ck_assert_int_eq(write_all(tx.datafd, "x\r\n", 3), 0);
+	signal(SIGXFSZ, SIG_IGN);
+	ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+	lim = old;
+	lim.rlim_cur = 100;
+	ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	ck_assert_int_eq(queue_tx_commit(&tx, &env, &err), -1);
+	ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
+	signal(SIGXFSZ, SIG_DFL);
+	ck_assert_int_eq(err.cls, ERR_TEMP);
+	ck_assert_ptr_nonnull(strstr(err.msg, "File too large"));
+	ck_assert_int_eq(tx.committed, 0);
+	queue_tx_abort(&tx);
+	assert_spool_empty();
+	envelope_free(&env);
+}
+END_TEST
+
+START_TEST(test_commit_env_dir_unwritable)
+{
+	struct queue_tx tx;
+	struct envelope env;
+	struct err err;
+	char path[512];
+
+	if (geteuid() == 0)
+		return;                 /* root ignores directory modes */
+	path_of(path, sizeof(path), "%s", "env");
+	ck_assert_int_eq(chmod(path, 0550), 0);
+	simple_env(&env, "alice@example.com");
+	ck_assert_int_eq(queue_tx_begin(&q, &tx, &err), 0);
+	ck_assert_int_eq(write_all(tx.datafd, "x\r\n", 3), 0);
+	ck_assert_int_eq(queue_tx_commit(&tx, &env, &err), -1);
+	ck_assert_ptr_nonnull(strstr(err.msg, "Permission denied"));
+	ck_assert_int_eq(chmod(path, 0770), 0);
+	assert_spool_empty();
+	envelope_free(&env);
+}
+END_TEST
+
+/* ---- strict parsing ------------------------------------------------------- */
+
+#define HEAD "relayq-envelope 1\nid: 0A1B2C3D4E5F60718\ncreated: 1606618270\n" \
+	"size: 10\nsender: a@b\nbody: 7bit\nsmtputf8: 0\nattempts: 0\n" \
+	"last-attempt: 0\nnext-attempt: 0\n"
+#define RCPT "rcpt: pending c@d\n"
+#define GOOD HEAD RCPT "end\n"
+
+static char long_line[ENVELOPE_MAX + 2];
+
+static const struct { const char *name, *text, *expect; } bad[] = {
+	{ "empty", "", "line 1: empty" },
+	{ "no end", HEAD RCPT, "line 12: missing end" },
+	{ "end without newline", HEAD RCPT "end", "line 12: last line has no newline" },
+	{ "truncated mid-line", HEAD "rcpt: pend", "line 11: last line" },
+	{ "garbage after end", GOOD "x\n", "line 13: data after end" },
+	{ "blank line after end", GOOD "\n", "line 13: data after end" },
+	{ "second end", GOOD "end\n", "line 13: data after end" },
+	{ "unknown key", HEAD "color: blue\n" RCPT "end\n", "line 11: unknown key \"color\"" },
+	{ "key case", HEAD "Rcpt: pending c@d\nend\n", "line 11: unknown key" },
+	{ "no colon", HEAD "rcpt pending c@d\nend\n", "line 11: expected" },
+	{ "blank line", HEAD "\n" RCPT "end\n", "line 11: expected" },
+	{ "duplicate key", HEAD "size: 10\n" RCPT "end\n", "line 11: size repeated" },
+	{ "duplicate sender", HEAD "sender: x@y\n" RCPT "end\n", "line 11: sender repeated" },
+	{ "bad number", "relayq-envelope 1\nid: 0A1B2C3D4E5F60718\nsize: 1x\n", "line 3: size: not a number" },
+	{ "negative", "relayq-envelope 1\ncreated: -5\n", "line 2: created: not a number" },
+	{ "plus sign", "relayq-envelope 1\nattempts: +1\n", "line 2: attempts: not a number" },
+	{ "empty number", "relayq-envelope 1\nattempts:\n", "line 2: attempts: empty" },
+	{ "huge number", "relayq-envelope 1\nsize: 99999999999999999999999\n", "line 2: size: number out of range" },
+	{ "attempts bound", "relayq-envelope 1\nattempts: 1000001\n", "out of range" },
+	{ "missing rcpt", HEAD "end\n", "no rcpt" },
+	{ "missing id", "relayq-envelope 1\ncreated: 1\nsize: 1\nsender: \nattempts: 0\n" RCPT "end\n", "required key id missing" },
+	{ "missing sender", "relayq-envelope 1\nid: 0A1B2C3D4E5F60718\ncreated: 1\nsize: 1\nattempts: 0\n" RCPT "end\n", "required key sender missing" },
+	{ "wrong version", "relayq-envelope 2\n", "line 1: unsupported envelope version" },
+	{ "version suffix", "relayq-envelope 1 \n", "line 1: unsupported" },
+	{ "not an envelope", "From: x\n", "line 1: not a relayq envelope" },
+	{ "bad id", "relayq-envelope 1\nid: ../../etc/passwd\n", "line 2: id: not a valid queue id" },
+	{ "lower-case id", "relayq-envelope 1\nid: 0a1b2c3d4e5f60718\n", "line 2: id" },
+	{ "bad body", "relayq-envelope 1\nbody: 8bit\n", "line 2: body" },
+	{ "bad smtputf8", "relayq-envelope 1\nsmtputf8: yes\n", "line 2: smtputf8" },
+	{ "bad ret", "relayq-envelope 1\nret: all\n", "line 2: ret" },
+	{ "bad status", HEAD "rcpt: queued c@d\nend\n", "line 11: rcpt: expected" },
+	{ "empty rcpt", HEAD "rcpt: pending \nend\n", "line 11: rcpt: empty address" },
+	{ "rcpt no address", HEAD "rcpt: pending\nend\n", "line 11: rcpt: expected" },
+	{ "rcpt attr first", HEAD "rcpt-dsn: 4.4.1\n" RCPT "end\n", "line 11: rcpt-dsn before any rcpt" },
+	{ "rcpt attr twice", HEAD RCPT "rcpt-error: a\nrcpt-error: b\nend\n", "line 13: rcpt-error repeated" },
+	{ "header after rcpt", HEAD RCPT "envid: x\nend\n", "line 12: envid after the recipients" },
+	{ "notify never+", HEAD RCPT "rcpt-notify: never,delay\nend\n", "line 12: rcpt-notify" },
+	{ "notify unknown", HEAD RCPT "rcpt-notify: sometimes\nend\n", "line 12: rcpt-notify" },
+	{ "notify repeated", HEAD RCPT "rcpt-notify: delay,delay\nend\n", "line 12: rcpt-notify" },
+	{ "notify comma", HEAD RCPT "rcpt-notify: delay,\nend\n", "line 12: rcpt-notify" },
+	{ "notify empty", HEAD RCPT "rcpt-notify: \nend\n", "line 12: rcpt-notify" },
+	{ "bad dsn", HEAD RCPT "rcpt-dsn: 4.4\nend\n", "line 12: rcpt-dsn" },
+	{ "dsn class", HEAD RCPT "rcpt-dsn: 3.0.0\nend\n", "line 12: rcpt-dsn" },
+	{ "carriage return", "relayq-envelope 1\r\n", "line 1: control character" },
+	{ "control char", HEAD "last-error: a\x1b[31m\n" RCPT "end\n", "line 11: control character at column 14" },
+	{ "NUL byte", HEAD "last-error: a\0b\n" RCPT "end\n", "line 11: control character" },
+	{ "long line", NULL, "line 11: line longer than 4096" },
+	{ "too large", NULL, "larger than 1048576" },
+};
+
+START_TEST(test_parse_bad)
+{
+	struct envelope env;
+	struct err err = { 0 };
+	const char *text = bad[_i].text;
+	size_t len;
+
+	if (strcmp(bad[_i].name, "NUL byte") == 0)
+		len = sizeof(HEAD "last-error: a\0b\n" RCPT "end\n") - 1;
+	else if (text == NULL && strcmp(bad[_i].name, "long line") == 0) {
+		size_t h = strlen(HEAD "last-error: ");
+
+		memcpy(long_line, HEAD "last-error: ", h);
+		memset(long_line + h, 'x', 4100);
+		memcpy(long_line + h + 4100, "\n" RCPT "end\n", sizeof("\n" RCPT "end\n"));
+		text = long_line;
+		len = strlen(text);
+	} else if (text == NULL) {
+		memset(long_line, 'x', sizeof(long_line));
+		text = long_line;
+		len = ENVELOPE_MAX + 1;
+	} else
+		len = strlen(text);
+	ck_assert_int_eq(envelope_parse(text, len, &env, &err), -1);
+	ck_assert_int_eq(err.cls, ERR_DATA);
+	ck_assert_msg(strstr(err.msg, bad[_i].expect) != NULL,
+	    "%s: got \"%s\", want \"%s\"", bad[_i].name, err.msg, bad[_i].expect);
+	/* failure leaves an empty envelope that is safe to free */
+	ck_assert_uint_eq(env.nrcpts, 0);
+	ck_assert_ptr_null(env.sender);
+	envelope_free(&env);
+}
+END_TEST
+
+static const struct { const char *text, *sender; } good[] = {
+	{ GOOD, "a@b" },
+	{ "relayq-envelope 1\nid: 0A1B2C3D4E5F60718\ncreated: 1\nsize: 0\n"
+	  "sender:\nattempts: 0\nrcpt: sent x\nend\n", "" },
+	{ "relayq-envelope 1\nid: 0A1B2C3D4E5F60718\ncreated: 1\nsize: 0\n"
+	  "sender: \nattempts: 7\nlast-error:\nrcpt: failed x\nrcpt-error: \n"
+	  "rcpt-notify: failure,success,delay\nrcpt: pending \"a b\"@c\nend\n", "" },
+};
+
+START_TEST(test_parse_good)
+{
+	struct envelope env;
+	struct err err;
+
+	ck_assert_msg(envelope_parse(good[_i].text, strlen(good[_i].text), &env,
+	    &err) == 0, "%s", err.msg);
+	ck_assert_str_eq(env.sender, good[_i].sender);
+	ck_assert_str_eq(env.id, "0A1B2C3D4E5F60718");
+	ck_assert_uint_ge(env.nrcpts, 1);
+	envelope_free(&env);
+}
+END_TEST
+
+START_TEST(test_parse_fields)
+{
+	struct envelope env;
+	struct err err;
+	const char *t = good[2].text;
+
+	ck_assert_int_eq(envelope_parse(t, strlen(t), &env, &err), 0);
+	ck_assert_int_eq(env.attempts, 7);
+	ck_assert_str_eq(env.last_error, "");
+	ck_assert_uint_eq(env.nrcpts, 2);
+	ck_assert_int_eq(env.rcpts[0].status, RCPT_FAILED);
+	ck_assert_uint_eq(env.rcpts[0].notify,
+	    NOTIFY_FAILURE | NOTIFY_SUCCESS | NOTIFY_DELAY);
+	ck_assert_str_eq(env.rcpts[1].addr, "\"a b\"@c");
+	ck_assert_uint_eq(env.rcpts[1].notify, 0);
+	envelope_free(&env);
+}
+END_TEST
+
+/* ---- locking, corrupt entries ------------------------------------------- */
+
+START_TEST(test_lock_basic)
+{
+	struct qentry e;
+	struct err err;
+	char id[QID_LEN + 1];
+
+	enqueue_simple(id);
+	ck_assert_int_eq(queue_lock(&q, "0A1B2C3D4E5F60718", &e, &err), 0);
+	ck_assert_int_eq(queue_lock(&q, "../env/x", &e, &err), -1);
+	ck_assert_int_eq(err.cls, ERR_DATA);
+	ck_assert_int_eq(queue_lock(&q, id, &e, &err), 1);
+	ck_assert_str_eq(e.id, id);
+	ck_assert_int_ge(e.fd, 0);
+	ck_assert_str_eq(e.env.sender, "alice@example.com");
+	ck_assert_str_eq(e.env.rcpts[0].addr, "bob@example.com");
+	ck_assert_uint_eq(e.env.size, 18);
+
+	/* another process, and another open file here, find it busy */
+	ck_assert_int_eq(lock_in_child(id), 0);
+	{
+		struct qentry e2;
+
+		ck_assert_int_eq(queue_lock(&q, id, &e2, &err), 0);
+		ck_assert_int_eq(e2.fd, -1);
+		queue_unlock(&e2);
+	}
+	queue_unlock(&e);
+	ck_assert_int_eq(e.fd, -1);
+	ck_assert_int_eq(lock_in_child(id), 1);
+}
+END_TEST
+
+START_TEST(test_lock_truncated)
+{
+	struct qentry e;
+	struct err err;
+	char id[QID_LEN + 1], *text;
+	size_t len;
+
+	enqueue_simple(id);
+	text = slurp(&len, "env/%s", id);
+	spew(text, len - 4, "env/%s", id);      /* drop "end\n" */
+	ck_assert_int_eq(queue_lock(&q, id, &e, &err), -1);
+	ck_assert_int_eq(err.cls, ERR_DATA);
+	ck_assert_ptr_nonnull(strstr(err.msg, id));
+	ck_assert_ptr_nonnull(strstr(err.msg, "missing end"));
+	ck_assert_ptr_nonnull(strstr(err.msg, "corrupt/"));
+	ck_assert_int_eq(e.fd, -1);
+	queue_unlock(&e);
+	ck_assert(!exists("env/%s", id));
+	ck_assert(!exists("data/%s", id));
+	ck_assert(exists("corrupt/%s.env", id));
+	ck_assert(exists("corrupt/%s.data", id));
+
+	/* the same id going bad again never replaces the earlier evidence */
+	spew(text, len - 4, "env/%s", id);
+	spew("x", 1, "data/%s", id);
+	ck_assert_int_eq(queue_lock(&q, id, &e, &err), -1);
+	ck_assert(exists("corrupt/%s.env", id));
+	ck_assert(exists("corrupt/%s.env.1", id));
+	ck_assert(exists("corrupt/%s.data.1", id));
+	ck_assert_int_eq(count_dir("corrupt"), 4);
+	free(text);
+
+	/* peek reports, but never moves anything */
+	enqueue_simple(id);
+	text = slurp(&len, "env/%s", id);
+	spew(text, len - 4, "env/%s", id);
+	{
+		struct envelope env;
+
+		ck_assert_int_eq(queue_peek(&q, id, &env, &err), -1);
+		ck_assert_int_eq(err.cls, ERR_DATA);
+		envelope_free(&env);
+	}
+	ck_assert(exists("env/%s", id));
+	free(text);
+}
+END_TEST
+
+START_TEST(test_lock_no_data)
+{
+	struct qentry e;
+	struct err err;
+	char id[QID_LEN + 1], path[512];
+
+	enqueue_simple(id);
+	path_of(path, sizeof(path), "data/%s", id);
+	ck_assert_int_eq(unlink(path), 0);
+	ck_assert_int_eq(queue_lock(&q, id, &e, &err), -1);
+	ck_assert_int_eq(err.cls, ERR_DATA);
+	ck_assert_ptr_nonnull(strstr(err.msg, "data file missing"));
+	ck_assert_ptr_null(e.env.sender);
+	ck_assert(!exists("env/%s", id));
+	ck_assert(exists("corrupt/%s.env", id));
+	ck_assert_int_eq(count_dir("corrupt"), 1);
+}
+END_TEST
+
+START_TEST(test_lock_id_mismatch)
+{
+	static const char other[] = "0000000000000000A";
+	struct qentry e;
+	struct envelope env;
+	struct err err;
+	char id[QID_LEN + 1], from[512], to[512];
+
+	enqueue_simple(id);
+	path_of(from, sizeof(from), "env/%s", id);
+	path_of(to, sizeof(to), "env/%s", other);
+	ck_assert_int_eq(rename(from, to), 0);
+	spew("x", 1, "data/%s", other);
+	ck_assert_int_eq(queue_peek(&q, other, &env, &err), -1);
+	ck_assert_int_eq(err.cls, ERR_DATA);
+	ck_assert_ptr_nonnull(strstr(err.msg, "does not match"));
+	ck_assert_int_eq(queue_lock(&q, other, &e, &err), -1);
+	ck_assert_int_eq(err.cls, ERR_DATA);
+	ck_assert_ptr_nonnull(strstr(err.msg, "does not match"));
+	ck_assert(exists("corrupt/%s.env", other));
+	ck_assert(exists("corrupt/%s.data", other));
+	ck_assert(exists("data/%s", id));       /* someone else's file: untouched */
+}
+END_TEST
+
+START_TEST(test_lock_symlink)
+{
+	struct qentry e;
+	struct err err;
+	char id[QID_LEN + 1], path[512], target[512];
+
+	enqueue_simple(id);
+	path_of(path, sizeof(path), "env/%s", id);
+	path_of(target, sizeof(target), "failed/%s", "x");
+	ck_assert_int_eq(rename(path, target), 0);
+	ck_assert_int_eq(symlink(target, path), 0);
+	ck_assert_int_eq(queue_lock(&q, id, &e, &err), -1);
+	ck_assert_int_eq(err.cls, ERR_DATA);
+	ck_assert(exists("corrupt/%s.env", id));
+	ck_assert(exists("failed/%s", "x"));    /* the target is not touched */
+}
+END_TEST
+
+/* ---- update, remove, failed --------------------------------------------- */
+
+START_TEST(test_update)
+{
+	struct qentry e;
+	struct envelope env;
+	struct err err;
+	char id[QID_LEN + 1], path[512];
+	int oldfd;
+
+	simple_env(&env, "alice@example.com");
+	envelope_add_rcpt(&env, "carol@example.com", NULL, 0);
+	enqueue("x", 1, &env, id);
+	envelope_free(&env);
+	ck_assert_int_eq(queue_lock(&q, id, &e, &err), 1);
+
+	/* a competitor that opened the envelope before the update */
+	path_of(path, sizeof(path), "env/%s", id);
+	ck_assert_int_ge(oldfd = open(path, O_RDONLY), 0);
+
+	e.env.attempts = 3;
+	e.env.next_attempt = 1700000900;
+	e.env.last_error = xstrdup("421 busy\r\n");
+	e.env.rcpts[0].status = RCPT_SENT;
+	e.env.rcpts[1].dsn = xstrdup("4.2.0");
+	e.env.rcpts[1].error = xstrdup("421 4.2.0 busy");
+	ck_assert_msg(queue_update(&q, &e, &err) == 0, "%s", err.msg);
+	ck_assert_int_ge(e.fd, 0);
+	ck_assert_int_eq(count_dir("tmp"), 0);
+
+	/* the old inode is free now, but it is no longer env/ID ... */
+	ck_assert_int_eq(flock(oldfd, LOCK_EX | LOCK_NB), 0);
+	close(oldfd);
+	/* ... and the new one has been locked all along */
+	ck_assert_int_eq(lock_in_child(id), 0);
+
+	ck_assert_int_eq(queue_peek(&q, id, &env, &err), 0);
+	ck_assert_int_eq(env.attempts, 3);
+	ck_assert_int_eq(env.next_attempt, 1700000900);
+	ck_assert_str_eq(env.last_error, "421 busy ");
+	ck_assert_int_eq(env.rcpts[0].status, RCPT_SENT);
+	ck_assert_int_eq(env.rcpts[1].status, RCPT_PENDING);
+	ck_assert_str_eq(env.rcpts[1].dsn, "4.2.0");
+	ck_assert_str_eq(env.rcpts[1].error, "421 4.2.0 busy");
+	envelope_free(&env);
+
+	/* a second update works from the new descriptor */
+	e.env.attempts = 4;
+	ck_assert_int_eq(queue_update(&q, &e, &err), 0);
+	ck_assert_int_eq(lock_in_child(id), 0);
+	queue_unlock(&e);
+	ck_assert_int_eq(lock_in_child(id), 1);
+	ck_assert_int_eq(queue_lock(&q, id, &e, &err), 1);
+	ck_assert_int_eq(e.env.attempts, 4);
+	queue_unlock(&e);
+}
+END_TEST
+
+START_TEST(test_remove)
+{
+	struct qentry e;
+	struct strlist list = { 0 };
+	struct err err;
+	char id[QID_LEN + 1];
+
+	enqueue_simple(id);
+	ck_assert_int_eq(queue_lock(&q, id, &e, &err), 1);
+	ck_assert_int_eq(queue_remove(&q, &e, &err), 0);
+	ck_assert_int_eq(e.fd, -1);
+	ck_assert_ptr_null(e.env.rcpts);
+	assert_spool_empty();
+	ck_assert_int_eq(queue_scan(&q, &list, &err), 0);
+	ck_assert_uint_eq(list.n, 0);
+	ck_assert_int_eq(queue_lock(&q, id, &e, &err), 0);      /* gone */
+}
+END_TEST
+
+START_TEST(test_move_failed)
+{
+	struct qentry e;
+	struct err err;
+	char id[QID_LEN + 1], *data;
+	size_t len;
+
+	enqueue_simple(id);
+	ck_assert_int_eq(queue_lock(&q, id, &e, &err), 1);
+	ck_assert_int_eq(queue_move_failed(&q, &e, &err), 0);
+	ck_assert_int_eq(e.fd, -1);
+	assert_spool_empty();
+	ck_assert(exists("failed/%s.env", id));
+	ck_assert(exists("failed/%s.data", id));
+	ck_assert_int_eq(count_dir("failed"), 2);
+	data = slurp(&len, "failed/%s.data", id);
+	ck_assert_uint_eq(len, 18);
+	ck_assert_mem_eq(data, "Subject: x\r\n\r\nhi\r\n", 18);
+	free(data);
+}
+END_TEST
+
+START_TEST(test_open_data)
+{
+	struct err err;
+	char id[QID_LEN + 1], buf[64];
+	int fd;
+
+	enqueue_simple(id);
+	ck_assert_int_ge(fd = queue_open_data(&q, id, &err), 0);
+	ck_assert_int_eq(read(fd, buf, sizeof(buf)), 18);
+	close(fd);
+	ck_assert_int_eq(queue_open_data(&q, "..", &err), -1);
+	ck_assert_int_eq(err.cls, ERR_DATA);
+	ck_assert_int_eq(queue_open_data(&q, "0000000000000000F", &err), -1);
+	ck_assert_int_eq(err.cls, ERR_TEMP);
+}
+END_TEST
+
+/* ---- scan and cleanup ------------------------------------------------- */
+
+START_TEST(test_scan)
+{
+	struct strlist list = { 0 };
+	struct err err;
+
+	spew("x", 1, "env/%s", "0000000000000000B");
+	spew("x", 1, "env/%s", "00000000000000001");
+	spew("x", 1, "env/%s", "00000000000000005");
+	spew("x", 1, "env/%s", "junk");
+	spew("x", 1, "env/%s", "0000000000000000b");
+	spew("x", 1, "env/%s", "00000000000000005.tmp");
+	ck_assert_int_eq(queue_scan(&q, &list, &err), 0);
+	ck_assert_uint_eq(list.n, 3);
+	ck_assert_str_eq(list.v[0], "00000000000000001");
+	ck_assert_str_eq(list.v[1], "00000000000000005");
+	ck_assert_str_eq(list.v[2], "0000000000000000B");
+	strlist_free(&list);
+}
+END_TEST
+
+START_TEST(test_cleanup)
+{
+	struct queue_tx live;
+	struct qentry e;
+	struct err err;
+	struct timespec old[2];
+	char id[QID_LEN + 1];
+
+	enqueue_simple(id);
+	set_age(7200, "data/%s", id);           /* committed: never garbage */
+	set_age(7200, "env/%s", id);
+	spew("old", 3, "tmp/%s", "0000000000000000A.data");
+	set_age(7200, "tmp/%s", "0000000000000000A.data");
+	spew("old", 3, "tmp/%s", "0000000000000000B.env.1.2");
+	set_age(7200, "tmp/%s", "0000000000000000B.env.1.2");
+	spew("fresh", 5, "tmp/%s", "0000000000000000C.data");
+	spew("orphan", 6, "data/%s", "0000000000000000D");
+	set_age(7200, "data/%s", "0000000000000000D");
+	spew("fresh orphan", 12, "data/%s", "0000000000000000E");
+	/* a submission stalled for hours is still alive: its file is locked */
+	ck_assert_int_eq(queue_tx_begin(&q, &live, &err), 0);
+	old[0].tv_sec = old[1].tv_sec = time(NULL) - 7200;
+	old[0].tv_nsec = old[1].tv_nsec = 0;
+	ck_assert_int_eq(futimens(live.datafd, old), 0);
+
+	ck_assert_int_eq(queue_cleanup(&q, 3600, &err), 3);
+	ck_assert(!exists("tmp/%s", "0000000000000000A.data"));
+	ck_assert(!exists("tmp/%s", "0000000000000000B.env.1.2"));
+	ck_assert(!exists("data/%s", "0000000000000000D"));
+	ck_assert(exists("tmp/%s", "0000000000000000C.data"));
+	ck_assert(exists("data/%s", "0000000000000000E"));
+	ck_assert(exists("tmp/%s.data", live.id));
+	ck_assert(exists("data/%s", id));
+	ck_assert(exists("env/%s", id));
+	ck_assert_int_eq(queue_lock(&q, id, &e, &err), 1);
+	queue_unlock(&e);
+	ck_assert_int_eq(queue_cleanup(&q, 3600, &err), 0);
+	queue_tx_abort(&live);
+}
+END_TEST
+
+/* ---- mailq ------------------------------------------------------------ */
+
+static char *
+list_to_string(void)
+{
+	struct err err;
+	char *out = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&out, &len);
+
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(queue_list(&q, f, &err), 0);
+	fclose(f);
+	return out;
+}
+
+START_TEST(test_list_empty)
+{
+	char *out = list_to_string();
+
+	ck_assert_str_eq(out, "Mail queue is empty\n");
+	free(out);
+}
+END_TEST
+
+static void
+make_two(char a[QID_LEN + 1], char b[QID_LEN + 1])
+{
+	struct envelope env;
+	char body[1234];
+
+	memset(body, 'x', sizeof(body));
+	simple_env(&env, "sender@example.com");
+	free(env.rcpts[0].addr);
+	env.rcpts[0].addr = xstrdup("rcpt1@example.com");
+	envelope_add_rcpt(&env, "rcpt2@example.com", NULL, 0);
+	envelope_add_rcpt(&env, "done@example.com", NULL, 0);
+	env.rcpts[2].status = RCPT_SENT;
+	env.created = 1606618270;
+	env.last_error = xstrdup("connect to smtp.example.com[192.0.2.1]:587: "
+	    "Connection refused");
+	enqueue(body, sizeof(body), &env, a);
+	envelope_free(&env);
+
+	simple_env(&env, "");
+	env.created = 1609556645;
+	enqueue(body, 100, &env, b);
+	envelope_free(&env);
+}
+
+START_TEST(test_list_two)
+{
+	char a[QID_LEN + 1], b[QID_LEN + 1], ea[1024], eb[1024], want[4096];
+	const char *first, *second;
+	struct qentry e;
+	struct err err;
+	char *out;
+
+	setenv("TZ", "UTC", 1);
+	tzset();
+	make_two(a, b);
+	snprintf(ea, sizeof(ea),
+	    "%s      1234 Sun Nov 29 02:51:10  sender@example.com\n"
+	    "             (connect to smtp.example.com[192.0.2.1]:587: Connection refused)\n"
+	    "                                                 rcpt1@example.com\n"
+	    "                                                 rcpt2@example.com\n", a);
+	snprintf(eb, sizeof(eb),
+	    "%s       100 Sat Jan  2 03:04:05  MAILER-DAEMON\n"
+	    "                                                 bob@example.com\n", b);
+	/* listed in id order, which is arrival order */
+	first = strcmp(a, b) < 0 ? ea : eb;
+	second = strcmp(a, b) < 0 ? eb : ea;
+
+	snprintf(want, sizeof(want),
+	    "-Queue ID-         --Size-- ----Arrival Time---- -Sender/Recipient-------\n"
+	    "%s\n%s\n-- 2 Kbytes in 2 Requests.\n", first, second);
+	out = list_to_string();
+	ck_assert_str_eq(out, want);
+	free(out);
+
+	/* an entry being delivered is marked with '*' */
+	ck_assert_int_eq(queue_lock(&q, b, &e, &err), 1);
+	out = list_to_string();
+	{
+		char line[64];
+
+		snprintf(line, sizeof(line), "%s*      100 ", b);
+		ck_assert_ptr_nonnull(strstr(out, line));
+		snprintf(line, sizeof(line), "%s      1234 ", a);
+		ck_assert_ptr_nonnull(strstr(out, line));
+	}
+	free(out);
+	queue_unlock(&e);
+}
+END_TEST
+
+START_TEST(test_list_one_and_corrupt)
+{
+	char id[QID_LEN + 1], want[1024], errpath[512], *out, *warn;
+	struct envelope env;
+	int saved, fd;
+
+	setenv("TZ", "UTC", 1);
+	tzset();
+	simple_env(&env, "ab@example.com");
+	env.created = 1609556645;
+	enqueue("0123456789", 10, &env, id);
+	envelope_free(&env);
+	spew("garbage\n", 8, "env/%s", "00000000000000001");
+
+	path_of(errpath, sizeof(errpath), "%s", "stderr");
+	fflush(stderr);
+	saved = dup(2);
+	ck_assert_int_ge(fd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0600), 0);
+	dup2(fd, 2);
+	close(fd);
+	out = list_to_string();
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+
+	snprintf(want, sizeof(want),
+	    "-Queue ID-         --Size-- ----Arrival Time---- -Sender/Recipient-------\n"
+	    "%s       10 Sat Jan  2 03:04:05  ab@example.com\n"
+	    "                                                 bob@example.com\n"
+	    "\n-- 1 Kbytes in 1 Request.\n", id);
+	ck_assert_str_eq(out, want);
+	free(out);
+	warn = slurp(NULL, "%s", "stderr");
+	ck_assert_ptr_nonnull(strstr(warn, "warning: queue file 00000000000000001: "
+	    "envelope line 1: not a relayq envelope"));
+	free(warn);
+	ck_assert(exists("env/%s", "00000000000000001"));       /* listing moves nothing */
+}
+END_TEST
+
+static Suite *
+queue_suite(void)
+{
+	Suite *s = suite_create("queue");
+	TCase *tc;
+
+	tc = tcase_create("ids");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_loop_test(tc, test_qid_valid, 0, sizeof(ids) / sizeof(ids[0]));
+	tcase_add_test(tc, test_qid_generated);
+	tcase_add_test(tc, test_open_missing);
+	tcase_add_test(tc, test_modes);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("envelope");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_roundtrip);
+	tcase_add_test(tc, test_long_error_truncated);
+	tcase_add_loop_test(tc, test_parse_bad, 0, sizeof(bad) / sizeof(bad[0]));
+	tcase_add_loop_test(tc, test_parse_good, 0, sizeof(good) / sizeof(good[0]));
+	tcase_add_test(tc, test_parse_fields);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("commit");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_tx_abort);
+	tcase_add_test(tc, test_commit_bad_envelope);
+	tcase_add_test(tc, test_commit_disk_full);
+	tcase_add_test(tc, test_commit_env_dir_unwritable);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("lock");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_lock_basic);
+	tcase_add_test(tc, test_lock_truncated);
+	tcase_add_test(tc, test_lock_no_data);
+	tcase_add_test(tc, test_lock_id_mismatch);
+	tcase_add_test(tc, test_lock_symlink);
+	tcase_add_test(tc, test_update);
+	tcase_add_test(tc, test_remove);
+	tcase_add_test(tc, test_move_failed);
+	tcase_add_test(tc, test_open_data);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("maintenance");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_scan);
+	tcase_add_test(tc, test_cleanup);
+	tcase_add_test(tc, test_list_empty);
+	tcase_add_test(tc, test_list_two);
+	tcase_add_test(tc, test_list_one_and_corrupt);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(queue_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -21,13 +21,17 @@ import os
 import ssl
 import sys
 import threading
+import warnings
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword, SMTP
 
 
+warnings.filterwarnings("ignore", message="Session.login_data is deprecated")
+
+
 class Message:
-    def __init__(self, envelope, session):
+    def __init__(self, envelope, session, server):
         self.mail_from = envelope.mail_from
         self.rcpt_tos = list(envelope.rcpt_tos)
         self.mail_options = list(envelope.mail_options)
@@ -35,7 +39,8 @@ class Message:
         self.data = envelope.original_content  # bytes as received, CRLF, unstuffed
         login = getattr(session.auth_data, "login", None)
         self.auth = login.decode() if isinstance(login, bytes) else login
-        self.tls = session.ssl is not None
+        self.tls = (server.transport.get_extra_info("ssl_object") is not None
+                    or getattr(server, "_tls_protocol", None) is not None)
 
 
 class Handler:
@@ -79,7 +84,7 @@ class Handler:
                 return "451 4.3.0 try again later"
             if self.data_reply:
                 return self.data_reply
-            msg = Message(envelope, session)
+            msg = Message(envelope, session, server)
             self.messages.append(msg)
             n = len(self.messages)
         if self.outdir:

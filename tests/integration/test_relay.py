@@ -1,0 +1,351 @@
+"""Delivery through real SMTP smarthosts on loopback (aiosmtpd): TLS, AUTH,
+retries, bounces, failover, the delivery paths and the -v transcript."""
+import base64
+import os
+import pwd
+import signal
+import subprocess
+import threading
+
+from harness import SpoolTest, Spool, main, unwire, parse_envelope
+from certs import Certs
+import smarthost
+
+CERTS = None
+USER, PASSWORD = "relayuser", "pa55-w0rd-Secret"
+MSG = (b"From: Sender <sender@example.net>\nTo: rcpt@example.org\n"
+       b"Bcc: hidden@example.org\nSubject: relay test\n\n.leading dot\nbody\n")
+
+
+def certs():
+    global CERTS
+    if CERTS is None:
+        CERTS = Certs()
+    return CERTS
+
+
+def wire_to_smtp(data):
+    """What an SMTP server stores for our wire form: dots unstuffed, CRLF kept."""
+    return b"".join(l[1:] if l.startswith(b".") else l
+                    for l in data.splitlines(keepends=True))
+
+
+class RelayTest(SpoolTest):
+    tls = "starttls"
+    users = {USER: PASSWORD}
+
+    def setUp(self):
+        super().setUp()
+        self.arrived = threading.Event()
+        self.servers = []
+        self.server = self.start_server(self.tls)
+
+    def tearDown(self):
+        for s in self.servers:
+            s.stop()
+        super().tearDown()
+
+    def start_server(self, tls, cert=None, key=None, **kw):
+        c = certs()
+        s = smarthost.Smarthost(tls, cert or c.server, key or c.server_key, self.users, **kw)
+        orig = s.handler.handle_DATA
+
+        async def handle_DATA(server, session, envelope):
+            reply = await orig(server, session, envelope)
+            if reply.startswith("250"):
+                self.arrived.set()
+            return reply
+        s.handler.handle_DATA = handle_DATA
+        s.start()
+        self.servers.append(s)
+        return s
+
+    def smarthost_conf(self, server=None, name="main", **keys):
+        server = server or self.server
+        conf = {"host": '"127.0.0.1"', "port": str(server.port), "tls": self.tls,
+                "tls_ca_file": '"%s"' % certs().ca, "username": '"%s"' % USER,
+                "password": '"%s"' % PASSWORD, "timeout": "20s"}
+        conf.update(keys)
+        body = "".join(" %s = %s\n" % (k, v) for k, v in conf.items() if v is not None)
+        return "smarthost %s {\n%s}\n" % (name, body)
+
+    def configure(self, extra="", smarthosts=None):
+        self.spool.write_config(extra, self.smarthost_conf() if smarthosts is None
+                                else smarthosts)
+
+    def queue(self, args=("rcpt@example.org",), message=MSG):
+        p = self.submit(["-odq", "-i"] + list(args), message)
+        self.assertExit(p, 0)
+        return self.spool.ids()[-1]
+
+    def run_queue(self, *args):
+        p = self.spool.run(["-q"] + list(args))
+        self.assertIn(p.returncode, (0, 75), p.stderr)
+        return p
+
+    def mailq(self):
+        return self.spool.run([], argv0="mailq").stdout.decode()
+
+
+class Delivery(RelayTest):
+
+    def test_starttls_auth_message_arrives_byte_identical(self):
+        self.configure()
+        qid = self.queue()
+        data = self.spool.data(qid)
+        self.run_queue()
+        self.assertEqual(len(self.server.messages), 1)
+        m = self.server.messages[0]
+        self.assertEqual(m.data, wire_to_smtp(data))
+        self.assertEqual(m.mail_from, "%s@example.com" % pwd.getpwuid(os.getuid()).pw_name)
+        self.assertEqual(sorted(m.rcpt_tos), ["rcpt@example.org"])
+        self.assertNotIn(b"hidden", m.data)
+        self.assertNotIn(b"Bcc", m.data)
+        self.assertTrue(m.tls)
+        self.assertEqual(m.auth, USER)
+        self.assertEqual(self.spool.ids(), [])
+        self.assertEqual(self.spool.listdir("data"), [])
+
+    def test_envelope_sender_and_bcc_recipients(self):
+        self.configure()
+        p = self.submit(["-odi", "-t", "-f", "bounces@example.net"], MSG)
+        self.assertExit(p, 0)
+        m = self.server.messages[0]
+        self.assertEqual(m.mail_from, "bounces@example.net")
+        self.assertEqual(sorted(m.rcpt_tos), ["hidden@example.org", "rcpt@example.org"])
+        self.assertNotIn(b"hidden", m.data)
+
+    def test_auth_mechanisms(self):
+        for mech in ("PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-256"):
+            with self.subTest(mech=mech):
+                self.server.handler.used_mechanisms.clear()
+                self.configure(smarthosts=self.smarthost_conf(auth='{ "%s" }' % mech))
+                p = self.submit(["-odi", "rcpt@example.org"], MSG)
+                self.assertExit(p, 0)
+                self.assertEqual(self.server.handler.used_mechanisms, [mech], p.stderr)
+        self.assertEqual(len(self.server.messages), 4)
+
+    def test_default_mechanism_is_strongest(self):
+        self.configure()
+        self.assertExit(self.submit(["-odi", "rcpt@example.org"], MSG), 0)
+        self.assertEqual(self.server.handler.used_mechanisms, ["SCRAM-SHA-256"])
+
+    def test_wrong_password_defers(self):
+        self.configure(smarthosts=self.smarthost_conf(password='"wrong"'))
+        qid = self.queue()
+        self.run_queue()
+        self.assertEqual(self.server.messages, [])
+        env = self.spool.envelope(qid)
+        self.assertEqual(env["rcpts"][0]["status"], "pending")
+        self.assertIn("auth", env["last-error"].lower())
+        self.assertEqual(self.spool.listdir("failed"), [])
+
+    def test_one_session_for_many_messages(self):
+        self.configure()
+        for i in range(5):
+            self.queue(["r%d@example.org" % i])
+        self.run_queue()
+        self.assertEqual(len(self.server.messages), 5)
+        self.assertEqual(self.server.handler.connections, 1)
+        self.assertEqual(self.spool.ids(), [])
+
+    def test_verbose_transcript_hides_secrets(self):
+        self.configure(smarthosts=self.smarthost_conf(auth='{ "PLAIN" }'))
+        p = self.submit(["-v", "-odi", "rcpt@example.org"], MSG)
+        self.assertExit(p, 0)
+        err = p.stderr.decode()
+        self.assertIn("EHLO", err)
+        self.assertIn("STARTTLS", err)
+        self.assertNotIn(PASSWORD, err)
+        plain = base64.b64encode(b"\0" + USER.encode() + b"\0" + PASSWORD.encode()).decode()
+        self.assertNotIn(plain, err)
+        self.assertNotIn(base64.b64encode(PASSWORD.encode()).decode(), err)
+
+
+class ImplicitTLS(RelayTest):
+    tls = "smtps"
+
+    def test_smtps(self):
+        self.configure()
+        self.assertExit(self.submit(["-odi", "rcpt@example.org"], MSG), 0)
+        self.assertEqual(len(self.server.messages), 1)
+        self.assertTrue(self.server.messages[0].tls)
+
+
+class Verification(RelayTest):
+    tls = "smtps"
+
+    def check_refused(self, cert, key, fragment, **keys):
+        bad = self.start_server("smtps", cert, key)
+        self.configure(smarthosts=self.smarthost_conf(bad, **keys))
+        qid = self.queue()
+        self.run_queue()
+        self.assertEqual(bad.messages, [])
+        env = self.spool.envelope(qid)
+        self.assertIn(fragment, env["last-error"])
+        self.assertIn(fragment, self.mailq())
+
+    def test_expired(self):
+        c = certs()
+        self.check_refused(c.expired, c.expired_key, "expired")
+
+    def test_wrong_host(self):
+        c = certs()
+        self.check_refused(c.wrong, c.wrong_key, "another host")
+
+    def test_unknown_ca(self):
+        c = certs()
+        self.check_refused(c.server, c.server_key, "unknown certificate authority",
+                           tls_ca_file='"%s"' % c.selfsigned)
+
+    def test_fingerprint_pin_accepts_self_signed(self):
+        c = certs()
+        pinned = self.start_server("smtps", c.selfsigned, c.selfsigned_key)
+        self.configure(smarthosts=self.smarthost_conf(
+            pinned, tls_ca_file=None, tls_fingerprint='"%s"' % c.fingerprint(c.selfsigned)))
+        self.assertExit(self.submit(["-odi", "rcpt@example.org"], MSG), 0)
+        self.assertEqual(len(pinned.messages), 1)
+
+    def test_wrong_pin_refused(self):
+        c = certs()
+        self.check_refused(c.selfsigned, c.selfsigned_key, "fingerprint",
+                           tls_ca_file=None, tls_fingerprint='"sha256:%s"' % ("ab" * 32))
+
+
+class StartTLSRequired(RelayTest):
+    tls = "none"
+    users = {}
+
+    def test_no_starttls_offered_is_not_a_downgrade(self):
+        self.configure(smarthosts=self.smarthost_conf(tls="starttls", username=None,
+                                                      password=None))
+        qid = self.queue()
+        self.run_queue()
+        self.assertEqual(self.server.messages, [])
+        self.assertIn("STARTTLS", self.spool.envelope(qid)["last-error"])
+
+    def test_plain_loopback_without_auth(self):
+        self.configure(smarthosts=self.smarthost_conf(username=None, password=None,
+                                                      tls_ca_file=None))
+        self.assertExit(self.submit(["-odi", "rcpt@example.org"], MSG), 0)
+        self.assertEqual(len(self.server.messages), 1)
+
+
+class RetryAndBounce(RelayTest):
+
+    def test_smarthost_down_then_up(self):
+        port = smarthost._free_port("127.0.0.1")
+        conf = self.smarthost_conf(port=str(port))
+        self.configure(smarthosts=conf)
+        p = self.submit(["-odi", "rcpt@example.org"], MSG)
+        self.assertExit(p, 0)
+        [qid] = self.spool.ids()
+        env = self.spool.envelope(qid)
+        self.assertEqual(env["attempts"], "1")
+        self.assertGreater(int(env["next-attempt"]), int(env["created"]))
+        self.assertIn("refused", self.mailq().lower())
+        up = self.start_server("starttls", port=port)
+        self.run_queue()          # not due yet: nothing happens
+        self.assertEqual(up.messages, [])
+        self.assertEqual(self.spool.ids(), [qid])
+        self.spool.run(["-qf"])
+        self.assertEqual(len(up.messages), 1)
+        self.assertEqual(self.spool.ids(), [])
+
+    def test_temporary_failure_then_success(self):
+        self.configure()
+        self.server.handler.defer_transactions = 1
+        qid = self.queue()
+        self.run_queue()
+        self.assertEqual(self.server.messages, [])
+        self.assertIn("451", self.spool.envelope(qid)["last-error"])
+        self.spool.run(["-qI" + qid])
+        self.assertEqual(len(self.server.messages), 1)
+        self.assertEqual(self.spool.ids(), [])
+
+    def test_one_of_three_recipients_bounces(self):
+        self.configure()
+        self.server.handler.rcpt_replies["bad@example.org"] = "550 5.1.1 no such user"
+        qid = self.queue(["-f", "owner@example.net", "a@example.org", "bad@example.org",
+                          "c@example.org"])
+        self.run_queue()
+        self.assertEqual(len(self.server.messages), 1)
+        self.assertEqual(sorted(self.server.messages[0].rcpt_tos),
+                         ["a@example.org", "c@example.org"])
+        # The original is kept in failed/, a bounce is queued to the sender.
+        self.assertEqual(self.spool.listdir("failed"), [qid + ".data", qid + ".env"])
+        [bounce] = self.spool.ids()
+        benv = self.spool.envelope(bounce)
+        self.assertEqual(benv["sender"], "")
+        self.assertEqual([r["addr"] for r in benv["rcpts"]], ["owner@example.net"])
+        self.spool.run(["-qf"])
+        dsn = self.server.messages[-1]
+        self.assertEqual(dsn.mail_from, "")
+        self.assertEqual(dsn.rcpt_tos, ["owner@example.net"])
+        text = dsn.data.decode()
+        self.assertIn("multipart/report; report-type=delivery-status", text)
+        self.assertIn("Final-Recipient: rfc822; bad@example.org", text)
+        self.assertIn("Action: failed", text)
+        self.assertIn("Status: 5.1.1", text)
+        self.assertIn("Diagnostic-Code: smtp; 550 5.1.1 no such user", text)
+        self.assertNotIn("a@example.org;", text)
+        self.assertIn("Subject: relay test", text)     # the original is attached
+        self.assertEqual(self.spool.ids(), [])
+
+    def test_bounce_is_never_bounced(self):
+        self.configure()
+        self.server.handler.rcpt_replies["bad@example.org"] = "550 5.1.1 no such user"
+        qid = self.queue(["-f", "<>", "bad@example.org"])
+        self.run_queue()
+        self.assertEqual(self.spool.ids(), [])
+        self.assertEqual(self.spool.listdir("failed"), [qid + ".data", qid + ".env"])
+
+    def test_expiry_bounces(self):
+        port = smarthost._free_port("127.0.0.1")
+        self.configure("queue_lifetime = 0s\n", self.smarthost_conf(port=str(port)))
+        qid = self.queue(["-f", "owner@example.net", "rcpt@example.org"])
+        self.run_queue()
+        self.assertEqual(self.spool.listdir("failed"), [qid + ".data", qid + ".env"])
+        [bounce] = self.spool.ids()
+        data = self.spool.data(bounce).decode()
+        self.assertIn("Status: 4.4.7", data)
+        self.assertIn("expired", data)
+
+    def test_failover_to_second_smarthost(self):
+        dead = smarthost._free_port("127.0.0.1")
+        conf = (self.smarthost_conf(name="first", port=str(dead)) +
+                self.smarthost_conf(name="second"))
+        self.configure(smarthosts=conf)
+        self.assertExit(self.submit(["-odi", "rcpt@example.org"], MSG), 0)
+        self.assertEqual(len(self.server.messages), 1)
+        self.assertEqual(self.spool.ids(), [])
+
+
+class DeliveryPaths(RelayTest):
+
+    def test_background_is_default(self):
+        self.configure("delivery = background\n")
+        p = self.submit(["-i", "rcpt@example.org"], MSG)
+        self.assertExit(p, 0)
+        self.assertTrue(self.arrived.wait(30), "background delivery did not arrive")
+        self.assertEqual(len(self.server.messages), 1)
+
+    def test_daemon_wakes_on_submit(self):
+        self.configure()
+        env = dict(os.environ, RELAYQ_CONFIG=self.spool.config)
+        daemon = subprocess.Popen([os.path.join(self.spool.bindir, "relayq"), "-q1h"],
+                                  env=env, stderr=subprocess.PIPE)
+        try:
+            # The daemon logs (log = stderr) once its trigger is open.
+            for line in daemon.stderr:
+                if b"queue daemon started" in line:
+                    break
+            self.queue()
+            self.assertTrue(self.arrived.wait(30), "daemon did not deliver")
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            self.assertEqual(daemon.wait(30), 0)
+
+
+if __name__ == "__main__":
+    main()
