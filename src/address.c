@@ -24,8 +24,16 @@
 #define LABEL_MAX       63
 #define ENVELOPE_MAX    254     /* 256-octet path minus the angle brackets */
 
+#define STR(x)          STR_(x)
+#define STR_(x)         #x
+#define TOO_LONG        "address longer than " STR(ADDR_MAX) " octets"
+#define IS_CTL(c)       ((c) < 0x20 || (c) == 0x7f)
+
 /* Token types; the specials < > @ , ; : . stand for themselves. */
 enum { T_END = 0, T_ATOM = 'a', T_QSTR = '"', T_DLIT = '[' };
+
+#define TYPE(p)         ((p)->tok[(p)->pos].type)
+#define IS_WORD(type)   ((type) == T_ATOM || (type) == T_QSTR)
 
 struct token {
 	int type;
@@ -34,7 +42,7 @@ struct token {
 
 struct mailbox {
 	char *addr;             /* normalized addr-spec */
-	size_t bare_end;        /* bare local name: where "@domain" goes; else 0 */
+	size_t bare_end;        /* bare name: where "@domain" goes; else 0 */
 };
 
 struct parser {
@@ -46,12 +54,11 @@ struct parser {
 	struct err *err;
 };
 
-#define TYPE(p)         ((p)->tok[(p)->pos].type)
-#define IS_WORD(type)   ((type) == T_ATOM || (type) == T_QSTR)
-#define IS_CTL(c)       ((c) < 0x20 || (c) == 0x7f)
-#define STR(x)          STR_(x)
-#define STR_(x)         #x
-#define TOO_LONG        "address longer than " STR(ADDR_MAX) " octets"
+static int
+fail(struct err *err, const char *msg)
+{
+	return err_set(err, ERR_DATA, "%s", msg);
+}
 
 /* ---- tokenizer ------------------------------------------------------- */
 
@@ -92,10 +99,11 @@ bad_char(struct err *err, unsigned char c)
 	if (c == ')' || c == ']')
 		return err_set(err, ERR_DATA, "unbalanced '%c'", c);
 	if (c == '\\')
-		return err_set(err, ERR_DATA, "'\\' outside a quoted string");
+		return fail(err, "'\\' outside a quoted string");
 	if (c == '\r' || c == '\n')
-		return err_set(err, ERR_DATA, "CR or LF in address list");
-	return err_set(err, ERR_DATA, "control character 0x%02x in address list", c);
+		return fail(err, "CR or LF in address list");
+	return err_set(err, ERR_DATA,
+	    "control character 0x%02x in address list", c);
 }
 
 /*
@@ -116,7 +124,7 @@ skip_delimited(const char *s, size_t *i, struct err *err)
 
 		if ((w = fws_len(s + j)) > 0) {
 			if (open == '[')
-				return err_set(err, ERR_DATA, "white space in domain literal");
+				return fail(err, "white space in domain literal");
 			j += w;
 			continue;
 		}
@@ -125,10 +133,10 @@ skip_delimited(const char *s, size_t *i, struct err *err)
 		else if (c == close)
 			depth--;
 		else if (c == '(' && open == '(' && ++depth > COMMENT_DEPTH)
-			return err_set(err, ERR_DATA,
-			    "comments nested deeper than %d levels", COMMENT_DEPTH);
+			return fail(err, "comments nested deeper than "
+			    STR(COMMENT_DEPTH) " levels");
 		else if (c == '[' && open == '[')
-			return err_set(err, ERR_DATA, "'[' inside domain literal");
+			return fail(err, "'[' inside domain literal");
 		if (c == '\0')
 			return err_set(err, ERR_DATA, "unterminated %s", what);
 		if (IS_CTL(c) && c != '\t')
@@ -172,7 +180,7 @@ tokenize(struct parser *p)
 		t.end = i;
 		if (p->ntok == p->captok) {
 			p->captok = p->captok ? p->captok * 2 : 32;
-			p->tok = xreallocarray(p->tok, p->captok, sizeof(*p->tok));
+			p->tok = xreallocarray(p->tok, p->captok, sizeof(t));
 		}
 		p->tok[p->ntok++] = t;
 		if (c == '\0')
@@ -181,12 +189,6 @@ tokenize(struct parser *p)
 }
 
 /* ---- parser ---------------------------------------------------------- */
-
-static int
-perr(struct parser *p, const char *msg)
-{
-	return err_set(p->err, ERR_DATA, "%s", msg);
-}
 
 /* Append a token's content; a quoted string loses its quotes, the
  * backslash of each quoted-pair, and the CR/LF of folding. */
@@ -207,6 +209,15 @@ put_token(struct buf *b, const char *s, const struct token *t)
 }
 
 static int
+put_tokens(struct parser *p, struct buf *b, size_t from, size_t to)
+{
+	for (; from < to; from++)
+		if (put_token(b, p->text, &p->tok[from]) < 0)
+			return fail(p->err, TOO_LONG);
+	return 0;
+}
+
+static int
 is_dot_atom(const char *s, size_t len)
 {
 	if (len == 0 || s[0] == '.' || s[len - 1] == '.')
@@ -217,7 +228,7 @@ is_dot_atom(const char *s, size_t len)
 	return 1;
 }
 
-/* Append a local part, quoted (RFC 5322 3.2.4) only if it is not a dot-atom. */
+/* Append a local part, quoted (RFC 5322 3.2.4) only if not a dot-atom. */
 static int
 put_local(struct buf *b, const struct buf *lp)
 {
@@ -246,48 +257,45 @@ parse_local(struct parser *p, struct buf *addr, size_t *end)
 {
 	size_t first = p->pos, nwords = 0;
 	struct buf lp;
-	int rc = 0;
+	int rc;
 
 	for (; IS_WORD(TYPE(p)) || TYPE(p) == '.'; p->pos++) {
 		if (IS_WORD(TYPE(p)) && p->pos > first &&
 		    IS_WORD(p->tok[p->pos - 1].type))
-			return perr(p, "words in local part not separated by '.'");
+			return fail(p->err,
+			    "words in local part not separated by '.'");
 		nwords += IS_WORD(TYPE(p));
 	}
 	if (nwords == 0)
-		return perr(p, TYPE(p) == '@' ? "missing local part before '@'" :
-		    "expected an address");
+		return fail(p->err, TYPE(p) == '@' ?
+		    "missing local part before '@'" : "expected an address");
 	buf_init(&lp, ADDR_MAX);
-	for (size_t i = first; i < p->pos && rc == 0; i++)
-		rc = put_token(&lp, p->text, &p->tok[i]);
-	if (rc == 0)
-		rc = put_local(addr, &lp);
+	rc = put_tokens(p, &lp, first, p->pos);
+	if (rc == 0 && put_local(addr, &lp) < 0)
+		rc = fail(p->err, TOO_LONG);
 	buf_free(&lp);
 	*end = p->tok[p->pos - 1].end;
-	return rc < 0 ? perr(p, TOO_LONG) : 0;
+	return rc;
 }
 
-/* domain: a domain literal, or atoms joined by dots (CFWS around them is
- * obsolete but allowed). */
+/* domain: a domain literal, or atoms joined by dots (with the obsolete
+ * CFWS around the dots). Syntax only; the caller copies the tokens. */
 static int
-parse_domain(struct parser *p, struct buf *addr)
+skip_domain(struct parser *p)
 {
-	if (TYPE(p) == T_DLIT)
-		return put_token(addr, p->text, &p->tok[p->pos++]) < 0 ? perr(p, TOO_LONG) : 0;
-	if (TYPE(p) != T_ATOM)
-		return perr(p, TYPE(p) == '.' ? "domain starts with '.'" :
-		    "missing domain after '@'");
-	for (;;) {
-		if (put_token(addr, p->text, &p->tok[p->pos++]) < 0)
-			return perr(p, TOO_LONG);
-		if (TYPE(p) != '.')
-			return 0;
-		if (put_token(addr, p->text, &p->tok[p->pos++]) < 0)
-			return perr(p, TOO_LONG);
-		if (TYPE(p) != T_ATOM)
-			return perr(p, TYPE(p) == '.' ? "empty label in domain" :
-			    "domain ends with '.'");
+	if (TYPE(p) == T_DLIT) {
+		p->pos++;
+		return 0;
 	}
+	if (TYPE(p) != T_ATOM)
+		return fail(p->err, TYPE(p) == '.' ? "domain starts with '.'" :
+		    "missing domain after '@'");
+	for (p->pos++; TYPE(p) == '.'; p->pos++) {
+		if (p->tok[++p->pos].type != T_ATOM)
+			return fail(p->err, TYPE(p) == '.' ?
+			    "empty label in domain" : "domain ends with '.'");
+	}
+	return 0;
 }
 
 /* addr-spec, or a bare local name ("root") that still needs a domain. */
@@ -295,22 +303,24 @@ static int
 parse_addr_spec(struct parser *p)
 {
 	struct buf a;
-	size_t end;
-	int rc, bare;
+	size_t end, at = 0;
+	int rc;
 
 	buf_init(&a, ADDR_MAX);
 	rc = parse_local(p, &a, &end);
-	bare = TYPE(p) != '@';
-	if (rc == 0 && !bare)
-		rc = put_token(&a, p->text, &p->tok[p->pos++]) < 0 ? perr(p, TOO_LONG) :
-		    parse_domain(p, &a);
+	if (rc == 0 && TYPE(p) == '@') {
+		at = p->pos++;
+		rc = skip_domain(p);
+		if (rc == 0)
+			rc = put_tokens(p, &a, at, p->pos);
+	}
 	if (rc == 0) {
 		if (p->nmb == p->capmb) {
 			p->capmb = p->capmb ? p->capmb * 2 : 8;
 			p->mb = xreallocarray(p->mb, p->capmb, sizeof(*p->mb));
 		}
 		p->mb[p->nmb].addr = xstrdup(a.data);
-		p->mb[p->nmb++].bare_end = bare ? end : 0;
+		p->mb[p->nmb++].bare_end = at == 0 ? end : 0;
 	}
 	buf_free(&a);
 	return rc;
@@ -324,7 +334,7 @@ skip_route(struct parser *p)
 	    TYPE(p) == T_ATOM || TYPE(p) == T_DLIT)
 		p->pos++;
 	if (TYPE(p) != ':')
-		return perr(p, "bad source route in '<...>'");
+		return fail(p->err, "bad source route in '<...>'");
 	p->pos++;
 	return 0;
 }
@@ -334,7 +344,7 @@ parse_angle(struct parser *p)
 {
 	p->pos++;
 	if (TYPE(p) == '>')
-		return perr(p, "empty address '<>'");
+		return fail(p->err, "empty address '<>'");
 	if (TYPE(p) == '@' && skip_route(p) < 0)
 		return -1;
 	if (TYPE(p) != T_END && parse_addr_spec(p) < 0)
@@ -343,7 +353,7 @@ parse_angle(struct parser *p)
 		p->pos++;
 		return 0;
 	}
-	return perr(p, TYPE(p) == T_END ? "unterminated '<'" :
+	return fail(p->err, TYPE(p) == T_END ? "unterminated '<'" :
 	    TYPE(p) == '<' ? "nested '<'" : "missing '>' after address");
 }
 
@@ -368,21 +378,21 @@ parse_element(struct parser *p, int in_group)
 		return parse_angle(p);
 	case ':':
 		if (in_group)
-			return perr(p, "nested group");
+			return fail(p->err, "nested group");
 		if (p->pos == start)
-			return perr(p, "group without a name");
+			return fail(p->err, "group without a name");
 		p->pos++;
 		return parse_members(p, 1);
 	case ',': case ';': case T_END:
 		if (p->pos == start)
 			return 0;
 		if (adjacent)
-			return perr(p, "display name without an address");
+			return fail(p->err, "display name without an address");
 		break;
 	case '@':
 		break;
 	default:
-		return perr(p, t == '>' ? "unbalanced '>'" : t == T_DLIT ?
+		return fail(p->err, t == '>' ? "unbalanced '>'" : t == T_DLIT ?
 		    "domain literal without local part" : "unexpected character");
 	}
 	p->pos = start;
@@ -405,7 +415,7 @@ parse_members(struct parser *p, int in_group)
 		if (t == ';' && in_group)
 			return 0;
 		if (t != ',')
-			return perr(p, t == ';' ? "';' outside a group" :
+			return fail(p->err, t == ';' ? "';' outside a group" :
 			    t == '>' ? "unbalanced '>'" :
 			    t == ':' ? "unexpected ':' after address" :
 			    "missing ',' between addresses");
@@ -430,8 +440,8 @@ parse(struct parser *p, const char *text, struct err *err)
 	p->text = text;
 	p->err = err;
 	if (strnlen(text, LIST_MAX + 1) > LIST_MAX)
-		return err_set(err, ERR_DATA,
-		    "address list longer than %d octets", LIST_MAX);
+		return fail(err, "address list longer than "
+		    STR(LIST_MAX) " octets");
 	if (tokenize(p) == 0 && parse_members(p, 0) == 0)
 		return 0;
 	parser_free(p);
@@ -476,21 +486,21 @@ addr_parse_sender(const char *text, char *out, size_t size, struct err *err)
 	int rc = 0;
 
 	if (size == 0)
-		return err_set(err, ERR_INTERNAL, "no room for the sender address");
+		return err_set(err, ERR_INTERNAL, "no room for the sender");
 	out[0] = '\0';
 	if (has_crlf(text))
-		return err_set(err, ERR_DATA, "CR or LF in sender address");
+		return fail(err, "CR or LF in sender address");
 	if (is_null_sender(text))
 		return 0;
 	if (parse(&p, text, err) < 0)
 		return -1;
 	if (p.nmb == 0)
-		rc = err_set(err, ERR_DATA, "no address in sender");
+		rc = fail(err, "no address in sender");
 	else if (p.nmb > 1)
-		rc = err_set(err, ERR_DATA, "more than one sender address");
+		rc = fail(err, "more than one sender address");
 	else if (strcmp(p.mb[0].addr, "\"\"") != 0 &&     /* <""> is <> */
 	    str_copy(out, p.mb[0].addr, size) < 0)
-		rc = err_set(err, ERR_DATA, "sender address too long");
+		rc = fail(err, "sender address too long");
 	parser_free(&p);
 	if (rc < 0)
 		out[0] = '\0';
@@ -499,7 +509,7 @@ addr_parse_sender(const char *text, char *out, size_t size, struct err *err)
 
 /* ---- public: validation ---------------------------------------------- */
 
-/* Well-formed UTF-8: no overlongs, surrogates or code points past U+10FFFF. */
+/* Well-formed UTF-8: no overlongs, surrogates or code points past 10FFFF. */
 static int
 utf8_valid(const unsigned char *s)
 {
@@ -536,25 +546,25 @@ check_local(const char *a, size_t *len, struct err *err)
 	if (a[0] == '"') {
 		while (a[++i] != '"')
 			if (a[i] == '\0' || (a[i] == '\\' && a[++i] == '\0'))
-				return err_set(err, ERR_DATA, "unterminated quoted local part");
+				return fail(err, "unterminated quoted local part");
 		if (a[++i] != '@' && a[i] != '\0')
-			return err_set(err, ERR_DATA, "text after quoted local part");
+			return fail(err, "text after quoted local part");
 	}
 	for (; a[i] != '@' && a[i] != '\0'; i++) {
 		if (a[i] == '.' && i == 0)
-			return err_set(err, ERR_DATA, "local part starts with '.'");
+			return fail(err, "local part starts with '.'");
 		if (a[i] == '.' && a[i - 1] == '.')
-			return err_set(err, ERR_DATA, "consecutive dots in local part");
+			return fail(err, "consecutive dots in local part");
 		if (a[i] == ' ')
-			return err_set(err, ERR_DATA, "unquoted space in local part");
+			return fail(err, "unquoted space in local part");
 		if (a[i] != '.' && !is_atext((unsigned char)a[i]))
 			return err_set(err, ERR_DATA,
 			    "invalid character '%c' in local part", a[i]);
 	}
 	if (i == 0)
-		return err_set(err, ERR_DATA, "empty local part");
+		return fail(err, "empty local part");
 	if (a[i - 1] == '.')
-		return err_set(err, ERR_DATA, "local part ends with '.'");
+		return fail(err, "local part ends with '.'");
 	*len = i;
 	return 0;
 }
@@ -567,19 +577,18 @@ check_literal(const char *d, size_t len, struct err *err)
 	char ip[64];
 
 	if (d[len - 1] != ']')
-		return err_set(err, ERR_DATA, "unterminated address literal");
+		return fail(err, "unterminated address literal");
 	if (len - 2 >= sizeof(ip))
-		return err_set(err, ERR_DATA, "address literal too long");
+		return fail(err, "address literal too long");
 	memcpy(ip, d + 1, len - 2);
 	ip[len - 2] = '\0';
 	if (strncasecmp(ip, "IPv6:", 5) == 0)
 		return inet_pton(AF_INET6, ip + 5, bin) == 1 ? 0 :
-		    err_set(err, ERR_DATA, "invalid IPv6 address literal");
+		    fail(err, "invalid IPv6 address literal");
 	if (inet_pton(AF_INET, ip, bin) == 1)
 		return 0;
-	if (strchr(ip, ':') != NULL)
-		return err_set(err, ERR_DATA, "unsupported address literal tag");
-	return err_set(err, ERR_DATA, "invalid IPv4 address literal");
+	return fail(err, strchr(ip, ':') != NULL ?
+	    "unsupported address literal tag" : "invalid IPv4 address literal");
 }
 
 /* RFC 5321 Domain: LDH labels (or UTF-8 ones, RFC 6531), or a literal. */
@@ -589,18 +598,19 @@ check_domain(const char *d, struct err *err)
 	size_t len = strlen(d), n;
 
 	if (len == 0)
-		return err_set(err, ERR_DATA, "empty domain");
+		return fail(err, "empty domain");
 	if (d[0] == '[')
 		return check_literal(d, len, err);
 	if (len > DOMAIN_MAX)
-		return err_set(err, ERR_DATA, "domain longer than %d octets", DOMAIN_MAX);
+		return fail(err, "domain longer than " STR(DOMAIN_MAX) " octets");
 	for (const char *l = d;; l += n + 1) {
 		if ((n = strcspn(l, ".")) == 0)
-			return err_set(err, ERR_DATA, "%s", l == d ? "domain starts with '.'" :
-			    *l == '\0' ? "domain ends with '.'" : "empty label in domain");
+			return fail(err, l == d ? "domain starts with '.'" :
+			    *l == '\0' ? "domain ends with '.'" :
+			    "empty label in domain");
 		if (n > LABEL_MAX)
-			return err_set(err, ERR_DATA,
-			    "domain label longer than %d octets", LABEL_MAX);
+			return fail(err, "domain label longer than "
+			    STR(LABEL_MAX) " octets");
 		for (size_t i = 0; i < n; i++) {
 			unsigned char c = (unsigned char)l[i];
 
@@ -610,8 +620,9 @@ check_domain(const char *d, struct err *err)
 				    "invalid character '%c' in domain", c);
 		}
 		if (l[0] == '-' || l[n - 1] == '-')
-			return err_set(err, ERR_DATA, "domain label %s with '-'",
-			    l[0] == '-' ? "starts" : "ends");
+			return fail(err, l[0] == '-' ?
+			    "domain label starts with '-'" :
+			    "domain label ends with '-'");
 		if (l[n] == '\0')
 			return 0;
 	}
@@ -623,23 +634,26 @@ addr_validate(const char *addr, struct err *err)
 	size_t len = strlen(addr), llen;
 
 	if (len == 0)
-		return err_set(err, ERR_DATA, "empty address");
+		return fail(err, "empty address");
 	for (size_t i = 0; i < len; i++)
 		if (IS_CTL((unsigned char)addr[i]))
-			return err_set(err, ERR_DATA, "control character 0x%02x in address",
+			return err_set(err, ERR_DATA,
+			    "control character 0x%02x in address",
 			    (unsigned char)addr[i]);
 	if (addr_is_utf8(addr) && !utf8_valid((const unsigned char *)addr))
-		return err_set(err, ERR_DATA, "invalid UTF-8 in address");
+		return fail(err, "invalid UTF-8 in address");
 	if (check_local(addr, &llen, err) < 0)
 		return -1;
 	if (llen > LOCAL_MAX)
-		return err_set(err, ERR_DATA, "local part longer than %d octets", LOCAL_MAX);
+		return fail(err, "local part longer than " STR(LOCAL_MAX)
+		    " octets");
 	if (addr[llen] == '\0')
 		return 0;
 	if (check_domain(addr + llen + 1, err) < 0)
 		return -1;
 	if (len > ENVELOPE_MAX)
-		return err_set(err, ERR_DATA, "address longer than %d octets", ENVELOPE_MAX);
+		return fail(err, "address longer than " STR(ENVELOPE_MAX)
+		    " octets");
 	return 0;
 }
 

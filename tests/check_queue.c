@@ -1081,7 +1081,7 @@ START_TEST(test_list_two)
 	make_two(a, b);
 	snprintf(ea, sizeof(ea),
 	    "%s      1234 Sun Nov 29 02:51:10  sender@example.com\n"
-	    "             (connect to smtp.example.com[192.0.2.1]:587: Connection refused)\n"
+	    "              (connect to smtp.example.com[192.0.2.1]:587: Connection refused)\n"
 	    "                                                 rcpt1@example.com\n"
 	    "                                                 rcpt2@example.com\n", a);
 	snprintf(eb, sizeof(eb),
@@ -1141,7 +1141,7 @@ START_TEST(test_list_one_and_corrupt)
 
 	snprintf(want, sizeof(want),
 	    "-Queue ID-         --Size-- ----Arrival Time---- -Sender/Recipient-------\n"
-	    "%s       10 Sat Jan  2 03:04:05  ab@example.com\n"
+	    "%s        10 Sat Jan  2 03:04:05  ab@example.com\n"
 	    "                                                 bob@example.com\n"
 	    "\n-- 1 Kbytes in 1 Request.\n", id);
 	ck_assert_str_eq(out, want);
