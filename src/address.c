@@ -71,11 +71,8 @@ is_atext(unsigned char c)
 	    (c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL);
 }
 
-/*
- * Length of the folding white space at s: SP, HTAB, and CRLF (or a bare
- * LF) followed by white space or the end of the text. Any other CR or LF
- * could smuggle in a header line, so the callers reject it.
- */
+/* Length of the folding white space at s: SP, HTAB, CRLF or LF before
+ * WSP or the end. Other CR/LF could smuggle in a header; callers reject. */
 static size_t
 fws_len(const char *s)
 {
@@ -106,10 +103,8 @@ bad_char(struct err *err, unsigned char c)
 	    "control character 0x%02x in address list", c);
 }
 
-/*
- * Skip the quoted string, comment or domain literal opening at s[*i], with
- * its quoted-pairs and folding; comments nest, to a bounded depth.
- */
+/* Skip the quoted string, comment or domain literal opening at s[*i], with
+ * its quoted-pairs and folding; comments nest, to a bounded depth. */
 static int
 skip_delimited(const char *s, size_t *i, struct err *err)
 {
@@ -124,7 +119,7 @@ skip_delimited(const char *s, size_t *i, struct err *err)
 
 		if ((w = fws_len(s + j)) > 0) {
 			if (open == '[')
-				return fail(err, "white space in domain literal");
+				return fail(err, "space in domain literal");
 			j += w;
 			continue;
 		}
@@ -190,31 +185,30 @@ tokenize(struct parser *p)
 
 /* ---- parser ---------------------------------------------------------- */
 
-/* Append a token's content; a quoted string loses its quotes, the
- * backslash of each quoted-pair, and the CR/LF of folding. */
-static int
-put_token(struct buf *b, const char *s, const struct token *t)
-{
-	if (t->type != T_QSTR)
-		return buf_append(b, s + t->start, t->end - t->start);
-	for (size_t i = t->start + 1; i < t->end - 1; i++) {
-		if (s[i] == '\\')
-			i++;
-		else if (s[i] == '\r' || s[i] == '\n')
-			continue;
-		if (buf_putc(b, s[i]) < 0)
-			return -1;
-	}
-	return 0;
-}
-
+/* Append the content of tokens [from, to): quoted strings lose their
+ * quotes, the backslash of each quoted-pair, and the CR/LF of folding. */
 static int
 put_tokens(struct parser *p, struct buf *b, size_t from, size_t to)
 {
-	for (; from < to; from++)
-		if (put_token(b, p->text, &p->tok[from]) < 0)
-			return fail(p->err, TOO_LONG);
-	return 0;
+	const char *s = p->text;
+	int rc = 0;
+
+	for (size_t k = from; k < to && rc == 0; k++) {
+		const struct token *t = &p->tok[k];
+
+		if (t->type != T_QSTR) {
+			rc = buf_append(b, s + t->start, t->end - t->start);
+			continue;
+		}
+		for (size_t i = t->start + 1; i < t->end - 1 && rc == 0; i++) {
+			if (s[i] == '\\')
+				i++;
+			else if (s[i] == '\r' || s[i] == '\n')
+				continue;
+			rc = buf_putc(b, s[i]);
+		}
+	}
+	return rc < 0 ? fail(p->err, TOO_LONG) : 0;
 }
 
 static int
@@ -223,7 +217,8 @@ is_dot_atom(const char *s, size_t len)
 	if (len == 0 || s[0] == '.' || s[len - 1] == '.')
 		return 0;
 	for (size_t i = 0; i < len; i++)
-		if (s[i] == '.' ? s[i - 1] == '.' : !is_atext((unsigned char)s[i]))
+		if (s[i] == '.' ? s[i - 1] == '.' :
+		    !is_atext((unsigned char)s[i]))
 			return 0;
 	return 1;
 }
@@ -250,25 +245,27 @@ put_local(struct buf *b, const struct buf *lp)
 /*
  * local-part: words joined by dots. Stray dots ("john.@x", "a..b@x", as
  * some carriers issue) are kept and the result quoted; words with no dot
- * between them are an error, never silently joined.
+ * between them ("John Doe") are an error, never silently joined.
  */
 static int
 parse_local(struct parser *p, struct buf *addr, size_t *end)
 {
 	size_t first = p->pos, nwords = 0;
+	int rc, adjacent = 0;
 	struct buf lp;
-	int rc;
 
 	for (; IS_WORD(TYPE(p)) || TYPE(p) == '.'; p->pos++) {
-		if (IS_WORD(TYPE(p)) && p->pos > first &&
-		    IS_WORD(p->tok[p->pos - 1].type))
-			return fail(p->err,
-			    "words in local part not separated by '.'");
+		adjacent |= IS_WORD(TYPE(p)) && p->pos > first &&
+		    IS_WORD(p->tok[p->pos - 1].type);
 		nwords += IS_WORD(TYPE(p));
 	}
 	if (nwords == 0)
 		return fail(p->err, TYPE(p) == '@' ?
 		    "missing local part before '@'" : "expected an address");
+	if (adjacent)
+		return fail(p->err, TYPE(p) == '@' ?
+		    "words in local part not separated by '.'" :
+		    "display name without an address");
 	buf_init(&lp, ADDR_MAX);
 	rc = put_tokens(p, &lp, first, p->pos);
 	if (rc == 0 && put_local(addr, &lp) < 0)
@@ -303,7 +300,7 @@ static int
 parse_addr_spec(struct parser *p)
 {
 	struct buf a;
-	size_t end, at = 0;
+	size_t end = 0, at = 0;
 	int rc;
 
 	buf_init(&a, ADDR_MAX);
@@ -326,27 +323,22 @@ parse_addr_spec(struct parser *p)
 	return rc;
 }
 
-/* obs-route "@r1,@r2:" (RFC 5322 4.4): relays ignore it, so we skip it. */
-static int
-skip_route(struct parser *p)
-{
-	while (TYPE(p) == '@' || TYPE(p) == ',' || TYPE(p) == '.' ||
-	    TYPE(p) == T_ATOM || TYPE(p) == T_DLIT)
-		p->pos++;
-	if (TYPE(p) != ':')
-		return fail(p->err, "bad source route in '<...>'");
-	p->pos++;
-	return 0;
-}
-
+/* angle-addr; an obs-route "@r1,@r2:" (RFC 5322 4.4) is skipped, as
+ * relays ignore source routes. */
 static int
 parse_angle(struct parser *p)
 {
 	p->pos++;
 	if (TYPE(p) == '>')
 		return fail(p->err, "empty address '<>'");
-	if (TYPE(p) == '@' && skip_route(p) < 0)
-		return -1;
+	if (TYPE(p) == '@') {
+		while (TYPE(p) == '@' || TYPE(p) == ',' || TYPE(p) == '.' ||
+		    TYPE(p) == T_ATOM || TYPE(p) == T_DLIT)
+			p->pos++;
+		if (TYPE(p) != ':')
+			return fail(p->err, "bad source route in '<...>'");
+		p->pos++;
+	}
 	if (TYPE(p) != T_END && parse_addr_spec(p) < 0)
 		return -1;
 	if (TYPE(p) == '>') {
@@ -359,20 +351,16 @@ parse_angle(struct parser *p)
 
 static int parse_members(struct parser *, int);
 
-/*
- * One list element: a group, a name-addr, an addr-spec, a bare local name,
- * or nothing (obs-addr-list allows empty elements). Read the leading words;
- * the token that ends them says which it is.
- */
+/* One list element: a group, name-addr, addr-spec, bare local name, or
+ * nothing (obs-addr-list). The token after the leading words says which. */
 static int
 parse_element(struct parser *p, int in_group)
 {
 	size_t start = p->pos;
-	int adjacent = 0, t;
+	int t;
 
-	for (; IS_WORD(TYPE(p)) || TYPE(p) == '.'; p->pos++)
-		adjacent |= p->pos > start && IS_WORD(TYPE(p)) &&
-		    IS_WORD(p->tok[p->pos - 1].type);
+	while (IS_WORD(TYPE(p)) || TYPE(p) == '.')
+		p->pos++;
 	switch ((t = TYPE(p))) {
 	case '<':
 		return parse_angle(p);
@@ -386,14 +374,13 @@ parse_element(struct parser *p, int in_group)
 	case ',': case ';': case T_END:
 		if (p->pos == start)
 			return 0;
-		if (adjacent)
-			return fail(p->err, "display name without an address");
 		break;
 	case '@':
 		break;
 	default:
-		return fail(p->err, t == '>' ? "unbalanced '>'" : t == T_DLIT ?
-		    "domain literal without local part" : "unexpected character");
+		return fail(p->err, t == '>' ? "unbalanced '>'" :
+		    t == T_DLIT ? "domain literal without local part" :
+		    "unexpected character");
 	}
 	p->pos = start;
 	return parse_addr_spec(p);
@@ -472,9 +459,8 @@ is_null_sender(const char *s)
 	size_t len;
 
 	s += strspn(s, " \t");
-	len = strlen(s);
-	while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
-		len--;
+	for (len = strlen(s); len > 0 && strchr(" \t", s[len - 1]); len--)
+		continue;
 	return len == 0 || (len == 2 && (memcmp(s, "<>", 2) == 0 ||
 	    memcmp(s, "\"\"", 2) == 0));
 }
@@ -546,7 +532,7 @@ check_local(const char *a, size_t *len, struct err *err)
 	if (a[0] == '"') {
 		while (a[++i] != '"')
 			if (a[i] == '\0' || (a[i] == '\\' && a[++i] == '\0'))
-				return fail(err, "unterminated quoted local part");
+				return fail(err, "unterminated quoted string");
 		if (a[++i] != '@' && a[i] != '\0')
 			return fail(err, "text after quoted local part");
 	}
@@ -602,7 +588,8 @@ check_domain(const char *d, struct err *err)
 	if (d[0] == '[')
 		return check_literal(d, len, err);
 	if (len > DOMAIN_MAX)
-		return fail(err, "domain longer than " STR(DOMAIN_MAX) " octets");
+		return fail(err, "domain longer than " STR(DOMAIN_MAX)
+		    " octets");
 	for (const char *l = d;; l += n + 1) {
 		if ((n = strcspn(l, ".")) == 0)
 			return fail(err, l == d ? "domain starts with '.'" :
@@ -614,8 +601,8 @@ check_domain(const char *d, struct err *err)
 		for (size_t i = 0; i < n; i++) {
 			unsigned char c = (unsigned char)l[i];
 
-			if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-			    (c >= '0' && c <= '9') || c == '-' || c >= 0x80))
+			if (!((c | 0x20) >= 'a' && (c | 0x20) <= 'z') &&
+			    !(c >= '0' && c <= '9') && c != '-' && c < 0x80)
 				return err_set(err, ERR_DATA,
 				    "invalid character '%c' in domain", c);
 		}
@@ -631,7 +618,7 @@ check_domain(const char *d, struct err *err)
 int
 addr_validate(const char *addr, struct err *err)
 {
-	size_t len = strlen(addr), llen;
+	size_t len = strlen(addr), llen = 0;
 
 	if (len == 0)
 		return fail(err, "empty address");

@@ -20,7 +20,7 @@
  *	last-attempt: 0                unix seconds, 0 = never
  *	next-attempt: 0                unix seconds, 0 = now
  *	last-error: text               optional, shown by mailq
- *	rcpt: pending bob@example.com  pending | sent | failed, then the address
+ *	rcpt: pending bob@example.com  pending | sent | failed, and address
  *	rcpt-orcpt: rfc822;bob@x       optional lines that belong to the
  *	rcpt-notify: success,failure     rcpt line above them; notify is a
  *	rcpt-dsn: 4.4.1                  comma list of never, success,
@@ -70,7 +70,7 @@
 #define ENV_RCPT_MAX   100000
 #define TEXT_MAX       1000        /* sanitised error/orcpt/envid text */
 #define TIME_MAX       253402300799LL   /* 9999-12-31 */
-#define SIZE_MAX_MSG   (1ULL << 53)
+#define SIZE_MAX_MSG   (1LL << 53)
 #define ATTEMPTS_MAX   1000000
 #define QPATH_MAX      4096
 #define ID_TRIES       100         /* fresh ids tried on EEXIST */
@@ -79,7 +79,11 @@
 #define DIR_MODE       0770
 #define FILE_MODE      0640
 
-static const char *const subdirs[] = { "tmp", "data", "env", "failed", "corrupt" };
+#define NITEMS(a)      (sizeof(a) / sizeof((a)[0]))
+
+static const char *const subdirs[] = {
+	"tmp", "data", "env", "failed", "corrupt",
+};
 
 /* Paths are built from q->dir, checked for length in queue_open. */
 static int PRINTF_LIKE(4, 5)
@@ -101,7 +105,9 @@ qpath(const struct queue *q, char *out, size_t size, const char *fmt, ...)
 static enum err_class
 create_class(int e)
 {
-	return (e == EACCES || e == EPERM || e == EROFS) ? ERR_CANTCREAT : ERR_TEMP;
+	if (e == EACCES || e == EPERM || e == EROFS)
+		return ERR_CANTCREAT;
+	return ERR_TEMP;
 }
 
 static void
@@ -241,14 +247,14 @@ static int
 make_dir(const char *path, struct err *err)
 {
 	if (mkdir(path, DIR_MODE) == 0) {
-		/* Exact mode whatever the caller's umask: the group must write. */
+		/* Exact mode whatever the umask: the group must write. */
 		if (chmod(path, DIR_MODE) < 0)
 			return err_sys(err, ERR_TEMP, "chmod %s", path);
 		return 0;
 	}
 	if (errno != EEXIST)
-		return err_sys(err, create_class(errno), "create queue directory %s",
-		    path);
+		return err_sys(err, create_class(errno),
+		    "create queue directory %s", path);
 	return check_dir(path, err);
 }
 
@@ -262,10 +268,11 @@ queue_open(struct queue *q, const char *dir, int create, struct err *err)
 	if (dir == NULL || *dir == '\0')
 		return err_set(err, ERR_CONFIG, "queue directory not set");
 	if (strlen(dir) > QPATH_MAX - 64)
-		return err_set(err, ERR_CONFIG, "queue directory name too long");
+		return err_set(err, ERR_CONFIG,
+		    "queue directory name too long");
 	if (create ? make_dir(dir, err) < 0 : check_dir(dir, err) < 0)
 		return -1;
-	for (i = 0; i < sizeof(subdirs) / sizeof(subdirs[0]); i++) {
+	for (i = 0; i < NITEMS(subdirs); i++) {
 		str_fmt(path, sizeof(path), "%s/%s", dir, subdirs[i]);
 		if (create ? make_dir(path, err) < 0 : check_dir(path, err) < 0)
 			return -1;
@@ -329,7 +336,9 @@ envelope_free(struct envelope *env)
 /* ---- envelopes: writing ----------------------------------------------- */
 
 static const char *const status_names[] = {
-	[RCPT_PENDING] = "pending", [RCPT_SENT] = "sent", [RCPT_FAILED] = "failed",
+	[RCPT_PENDING] = "pending",
+	[RCPT_SENT] = "sent",
+	[RCPT_FAILED] = "failed",
 };
 
 static const struct {
@@ -353,9 +362,8 @@ sanitise(const char *in, char *out, size_t size)
 
 	for (; *p != '\0' && o < limit; p++) {
 		if (*p == '\r' || *p == '\n') {
-			if (o > 0 && out[o - 1] == ' ' && (p[-1] == '\r' || p[-1] == '\n'))
-				continue;
-			out[o++] = ' ';
+			if (o == 0 || (p[-1] != '\r' && p[-1] != '\n'))
+				out[o++] = ' ';
 		} else if (*p < 0x20 || *p == 0x7f)
 			out[o++] = '?';
 		else
@@ -385,7 +393,8 @@ dsn_valid(const char *s)
 {
 	int digits;
 
-	if (s == NULL || (s[0] != '2' && s[0] != '4' && s[0] != '5') || s[1] != '.')
+	if (s == NULL || strchr("245", s[0]) == NULL || s[0] == '\0' ||
+	    s[1] != '.')
 		return 0;
 	s += 2;
 	for (int part = 0; part < 2; part++) {
@@ -406,8 +415,8 @@ put_line(struct buf *b, const char *key, const char *val, struct err *err)
 	size_t len = strlen(key) + 2 + strlen(val);
 
 	if (len > ENV_LINE_MAX)
-		return err_set(err, ERR_DATA, "envelope %s line too long (%zu bytes)",
-		    key, len);
+		return err_set(err, ERR_DATA,
+		    "envelope %s line too long (%zu bytes)", key, len);
 	if (buf_printf(b, "%s: %s\n", key, val) < 0)
 		return err_set(err, ERR_DATA, "envelope larger than %d bytes",
 		    ENVELOPE_MAX);
@@ -430,7 +439,8 @@ put_num(struct buf *b, const char *key, long long v, long long max,
 	char num[32];
 
 	if (v < 0 || v > max)
-		return err_set(err, ERR_DATA, "envelope %s out of range: %lld", key, v);
+		return err_set(err, ERR_DATA, "envelope %s out of range: %lld",
+		    key, v);
 	snprintf(num, sizeof(num), "%lld", v);
 	return put_line(b, key, num, err);
 }
@@ -442,8 +452,8 @@ put_addr(struct buf *b, const char *key, const char *prefix, const char *addr,
 	char line[ENV_LINE_MAX + 1];
 
 	if (has_ctl(addr))
-		return err_set(err, ERR_DATA, "envelope %s contains a control character",
-		    key);
+		return err_set(err, ERR_DATA,
+		    "envelope %s contains a control character", key);
 	if (str_fmt(line, sizeof(line), "%s%s", prefix, addr) < 0)
 		return err_set(err, ERR_DATA, "envelope %s line too long", key);
 	return put_line(b, key, line, err);
@@ -455,18 +465,22 @@ put_rcpt(struct buf *b, const struct rcpt *r, struct err *err)
 	char prefix[16], notify[64] = "";
 
 	if (r->addr == NULL || r->addr[0] == '\0')
-		return err_set(err, ERR_DATA, "envelope recipient address is empty");
+		return err_set(err, ERR_DATA,
+		    "envelope recipient address is empty");
 	if ((unsigned)r->status > RCPT_FAILED)
-		return err_set(err, ERR_INTERNAL, "bad recipient status %d", r->status);
+		return err_set(err, ERR_INTERNAL, "bad recipient status %d",
+		    r->status);
 	snprintf(prefix, sizeof(prefix), "%s ", status_names[r->status]);
 	if (put_addr(b, "rcpt", prefix, r->addr, err) < 0)
 		return -1;
 	if (r->orcpt != NULL && put_text(b, "rcpt-orcpt", r->orcpt, err) < 0)
 		return -1;
-	for (size_t i = 0; i < sizeof(notify_names) / sizeof(notify_names[0]); i++) {
+	for (size_t i = 0; i < NITEMS(notify_names); i++) {
+		unsigned bit = notify_names[i].bit;
+
 		/* NEVER excludes the others (RFC 3461); keep it alone. */
-		if (!(r->notify & notify_names[i].bit) ||
-		    ((r->notify & NOTIFY_NEVER) && notify_names[i].bit != NOTIFY_NEVER))
+		if (!(r->notify & bit) ||
+		    ((r->notify & NOTIFY_NEVER) && bit != NOTIFY_NEVER))
 			continue;
 		if (notify[0])
 			str_append(notify, ",", sizeof(notify));
@@ -489,27 +503,30 @@ format_envelope(const struct envelope *env, struct buf *out, struct err *err)
 	int rc = -1;
 
 	if (!qid_valid(env->id))
-		return err_set(err, ERR_INTERNAL, "envelope has no valid queue id");
+		return err_set(err, ERR_INTERNAL,
+		    "envelope has no valid queue id");
 	if (env->nrcpts == 0 || env->nrcpts > ENV_RCPT_MAX)
 		return err_set(err, ERR_DATA, "envelope has %zu recipients "
 		    "(1 to %d allowed)", env->nrcpts, ENV_RCPT_MAX);
 	buf_init(&b, ENVELOPE_MAX);
 	if (buf_printf(&b, "%s %d\n", ENV_MAGIC, ENVELOPE_VERSION) < 0 ||
 	    put_line(&b, "id", env->id, err) < 0 ||
-	    put_num(&b, "created", (long long)env->created, TIME_MAX, err) < 0 ||
-	    put_num(&b, "size", (long long)env->size, (long long)SIZE_MAX_MSG, err) < 0 ||
-	    put_addr(&b, "sender", "", env->sender ? env->sender : "", err) < 0 ||
-	    put_line(&b, "body", env->eightbit ? "8bitmime" : "7bit", err) < 0 ||
+	    put_num(&b, "created", env->created, TIME_MAX, err) < 0 ||
+	    put_num(&b, "size", (long long)env->size, SIZE_MAX_MSG, err) < 0 ||
+	    put_addr(&b, "sender", "", env->sender ? env->sender : "",
+	    err) < 0 ||
+	    put_line(&b, "body", env->eightbit ? "8bitmime" : "7bit",
+	    err) < 0 ||
 	    put_line(&b, "smtputf8", env->smtputf8 ? "1" : "0", err) < 0)
 		goto out;
-	if (env->ret != RET_DEFAULT &&
-	    put_line(&b, "ret", env->ret == RET_HDRS ? "hdrs" : "full", err) < 0)
+	if (env->ret != RET_DEFAULT && put_line(&b, "ret",
+	    env->ret == RET_HDRS ? "hdrs" : "full", err) < 0)
 		goto out;
 	if (env->envid != NULL && put_text(&b, "envid", env->envid, err) < 0)
 		goto out;
 	if (put_num(&b, "attempts", env->attempts, ATTEMPTS_MAX, err) < 0 ||
-	    put_num(&b, "last-attempt", (long long)env->last_attempt, TIME_MAX, err) < 0 ||
-	    put_num(&b, "next-attempt", (long long)env->next_attempt, TIME_MAX, err) < 0)
+	    put_num(&b, "last-attempt", env->last_attempt, TIME_MAX, err) < 0 ||
+	    put_num(&b, "next-attempt", env->next_attempt, TIME_MAX, err) < 0)
 		goto out;
 	if (env->last_error != NULL &&
 	    put_text(&b, "last-error", env->last_error, err) < 0)
@@ -518,11 +535,13 @@ format_envelope(const struct envelope *env, struct buf *out, struct err *err)
 		if (put_rcpt(&b, &env->rcpts[i], err) < 0)
 			goto out;
 	if (buf_puts(&b, "end\n") < 0) {
-		err_set(err, ERR_DATA, "envelope larger than %d bytes", ENVELOPE_MAX);
+		err_set(err, ERR_DATA, "envelope larger than %d bytes",
+		    ENVELOPE_MAX);
 		goto out;
 	}
 	if (buf_append(out, b.data, b.len) < 0) {
-		err_set(err, ERR_INTERNAL, "envelope does not fit the output buffer");
+		err_set(err, ERR_INTERNAL,
+		    "envelope does not fit the output buffer");
 		goto out;
 	}
 	rc = 0;
@@ -573,7 +592,8 @@ perr(struct parser *p, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	return err_set(p->err, ERR_DATA, "envelope line %zu: %s", p->lineno, msg);
+	return err_set(p->err, ERR_DATA, "envelope line %zu: %s", p->lineno,
+	    msg);
 }
 
 /* Strict unsigned decimal in [0, max]. */
@@ -605,11 +625,11 @@ parse_notify(struct parser *p, const char *val, unsigned *out)
 	while (*s) {
 		size_t len = strcspn(s, ","), i;
 
-		for (i = 0; i < sizeof(notify_names) / sizeof(notify_names[0]); i++)
+		for (i = 0; i < NITEMS(notify_names); i++)
 			if (strlen(notify_names[i].name) == len &&
 			    memcmp(notify_names[i].name, s, len) == 0)
 				break;
-		if (i == sizeof(notify_names) / sizeof(notify_names[0]) ||
+		if (i == NITEMS(notify_names) ||
 		    (bits & notify_names[i].bit))
 			return perr(p, "rcpt-notify: bad or repeated keyword");
 		bits |= notify_names[i].bit;
@@ -627,15 +647,16 @@ static int
 parse_rcpt_line(struct parser *p, const char *val)
 {
 	const char *sp = strchr(val, ' ');
+	size_t n = sp ? (size_t)(sp - val) : 0;
 	int status = -1;
 
-	if (sp != NULL)
-		for (int i = 0; i <= RCPT_FAILED; i++)
-			if (strlen(status_names[i]) == (size_t)(sp - val) &&
-			    memcmp(status_names[i], val, (size_t)(sp - val)) == 0)
-				status = i;
+	for (int i = 0; sp != NULL && i <= RCPT_FAILED; i++)
+		if (strlen(status_names[i]) == n &&
+		    memcmp(status_names[i], val, n) == 0)
+			status = i;
 	if (status < 0)
-		return perr(p, "rcpt: expected pending, sent or failed and an address");
+		return perr(p, "rcpt: expected pending, sent or failed "
+		    "and an address");
 	if (sp[1] == '\0')
 		return perr(p, "rcpt: empty address");
 	if (p->env->nrcpts >= ENV_RCPT_MAX)
@@ -706,7 +727,7 @@ parse_header(struct parser *p, enum key k, const char *val)
 			env->next_attempt = (time_t)n;
 		return 0;
 	case K_SIZE:
-		if (parse_num(p, "size", val, (long long)SIZE_MAX_MSG, &n) < 0)
+		if (parse_num(p, "size", val, SIZE_MAX_MSG, &n) < 0)
 			return -1;
 		env->size = (unsigned long long)n;
 		return 0;
@@ -780,7 +801,8 @@ parse_lines(struct parser *p, const char *text, size_t len)
 	size_t pos = 0;
 	int ended = 0;
 
-	snprintf(version, sizeof(version), "%s %d", ENV_MAGIC, ENVELOPE_VERSION);
+	snprintf(version, sizeof(version), "%s %d", ENV_MAGIC,
+	    ENVELOPE_VERSION);
 	while (pos < len) {
 		const char *nl = memchr(text + pos, '\n', len - pos);
 		size_t n = nl ? (size_t)(nl - (text + pos)) : len - pos;
@@ -789,7 +811,8 @@ parse_lines(struct parser *p, const char *text, size_t len)
 		if (ended)
 			return perr(p, "data after end");
 		if (n > ENV_LINE_MAX)
-			return perr(p, "line longer than %d bytes", ENV_LINE_MAX);
+			return perr(p, "line longer than %d bytes",
+			    ENV_LINE_MAX);
 		if (nl == NULL)
 			return perr(p, "last line has no newline (truncated)");
 		memcpy(line, text + pos, n);
@@ -797,9 +820,11 @@ parse_lines(struct parser *p, const char *text, size_t len)
 		pos += n + 1;
 		for (size_t i = 0; i < n; i++)
 			if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f)
-				return perr(p, "control character at column %zu", i + 1);
+				return perr(p, "control character at "
+				    "column %zu", i + 1);
 		if (p->lineno == 1) {
-			if (strncmp(line, ENV_MAGIC " ", sizeof(ENV_MAGIC)) != 0)
+			if (strncmp(line, ENV_MAGIC " ",
+			    sizeof(ENV_MAGIC)) != 0)
 				return perr(p, "not a relayq envelope");
 			if (strcmp(line, version) != 0)
 				return perr(p, "unsupported envelope version");
@@ -839,9 +864,10 @@ envelope_parse(const char *text, size_t len, struct envelope *env,
 	}
 	if (parse_lines(&p, text, len) < 0)
 		goto fail;
-	for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++)
+	for (size_t i = 0; i < NITEMS(required); i++)
 		if (!(p.seen & (1u << required[i]))) {
-			perr(&p, "required key %s missing", key_names[required[i]]);
+			perr(&p, "required key %s missing",
+			    key_names[required[i]]);
 			goto fail;
 		}
 	if (env->nrcpts == 0) {
@@ -870,8 +896,8 @@ load_fd(int fd, const char *id, struct envelope *env, struct err *err)
 
 		buf_free(&b);
 		if (e == EFBIG)
-			return err_set(err, ERR_DATA, "envelope larger than %d bytes",
-			    ENVELOPE_MAX);
+			return err_set(err, ERR_DATA,
+			    "envelope larger than %d bytes", ENVELOPE_MAX);
 		errno = e;
 		return err_sys(err, ERR_TEMP, "read envelope");
 	}
@@ -879,8 +905,8 @@ load_fd(int fd, const char *id, struct envelope *env, struct err *err)
 	buf_free(&b);
 	if (rc == 0 && strcmp(env->id, id) != 0) {
 		envelope_free(env);
-		return err_set(err, ERR_DATA, "envelope id %s does not match the "
-		    "file name", env->id);
+		return err_set(err, ERR_DATA,
+		    "envelope id %s does not match the file name", env->id);
 	}
 	return rc;
 }
@@ -966,13 +992,14 @@ queue_lock(struct queue *q, const char *id, struct qentry *e, struct err *err)
 	qpath(q, path, sizeof(path), "env/%s", id);
 	qpath(q, dpath, sizeof(dpath), "data/%s", id);
 	for (tries = 0; tries < LOCK_TRIES; tries++) {
-		/* Read-only is enough for flock; files are group-readable only. */
+		/* Read-only suffices for flock; files are only 0640. */
 		fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 		if (fd < 0) {
 			if (errno == ENOENT)
 				return 0;
 			if (errno == ELOOP) {
-				err_set(err, ERR_DATA, "envelope is a symbolic link");
+				err_set(err, ERR_DATA,
+				    "envelope is a symbolic link");
 				return quarantine(q, id, err);
 			}
 			return err_sys(err, ERR_TEMP, "open %s", path);
@@ -1007,9 +1034,10 @@ queue_lock(struct queue *q, const char *id, struct qentry *e, struct err *err)
 	if (tries == LOCK_TRIES)
 		return 0;
 	if (!S_ISREG(fst.st_mode)) {
-		close(fd);
 		err_set(err, ERR_DATA, "envelope is not a regular file");
-		return quarantine(q, id, err);
+		quarantine(q, id, err);
+		close(fd);
+		return -1;
 	}
 	if (load_fd(fd, id, &e->env, err) < 0) {
 		if (err->cls == ERR_DATA)
@@ -1035,13 +1063,12 @@ queue_lock(struct queue *q, const char *id, struct qentry *e, struct err *err)
 	return 1;
 }
 
-/* Drop the lock and the loaded envelope. */
+/* Only the lock: callers still report from e->env, then free it. */
 void
 queue_unlock(struct qentry *e)
 {
 	if (e->fd >= 0)
 		close(e->fd);
-	envelope_free(&e->env);
 	e->fd = -1;
 }
 
@@ -1054,7 +1081,7 @@ queue_update(struct queue *q, struct qentry *e, struct err *err)
 	int fd = -1, rc;
 
 	if (e->fd < 0 || !qid_valid(e->id))
-		return err_set(err, ERR_INTERNAL, "queue_update without a lock");
+		return err_set(err, ERR_INTERNAL, "update without a lock");
 	memcpy(e->env.id, e->id, QID_LEN + 1);
 	buf_init(&b, ENVELOPE_MAX);
 	if (format_envelope(&e->env, &b, err) < 0) {
@@ -1095,7 +1122,7 @@ queue_remove(struct queue *q, struct qentry *e, struct err *err)
 	int rc = 0;
 
 	if (e->fd < 0 || !qid_valid(e->id))
-		return err_set(err, ERR_INTERNAL, "queue_remove without a lock");
+		return err_set(err, ERR_INTERNAL, "remove without a lock");
 	qpath(q, path, sizeof(path), "env/%s", e->id);
 	if (unlink(path) < 0 && errno != ENOENT) {
 		err_sys(err, ERR_TEMP, "remove %s", path);
@@ -1120,7 +1147,7 @@ queue_move_failed(struct queue *q, struct qentry *e, struct err *err)
 	int rc = 0;
 
 	if (e->fd < 0 || !qid_valid(e->id))
-		return err_set(err, ERR_INTERNAL, "queue_move_failed without a lock");
+		return err_set(err, ERR_INTERNAL, "move without a lock");
 	qpath(q, env, sizeof(env), "env/%s", e->id);
 	qpath(q, data, sizeof(data), "data/%s", e->id);
 	qpath(q, fenv, sizeof(fenv), "failed/%s.env", e->id);
@@ -1140,7 +1167,8 @@ queue_move_failed(struct queue *q, struct qentry *e, struct err *err)
 	}
 	if (fsync_subdir(q, "failed") < 0 || fsync_subdir(q, "env") < 0 ||
 	    fsync_subdir(q, "data") < 0)
-		rc = err_sys(err, ERR_TEMP, "fsync queue directories in %s", q->dir);
+		rc = err_sys(err, ERR_TEMP, "fsync queue directories in %s",
+		    q->dir);
 	queue_unlock(e);
 	return rc;
 }
@@ -1186,7 +1214,8 @@ queue_tx_begin(struct queue *q, struct queue_tx *tx, struct err *err)
 		if (tx->datafd >= 0)
 			return 0;
 		if (errno != EEXIST)
-			return err_sys(err, create_class(errno), "create %s", path);
+			return err_sys(err, create_class(errno), "create %s",
+			    path);
 	}
 	return err_set(err, ERR_TEMP, "cannot find a free queue id in %s/tmp",
 	    q->dir);
@@ -1197,8 +1226,8 @@ queue_tx_abort(struct queue_tx *tx)
 {
 	char path[QPATH_MAX];
 
-	if (tx->datafd < 0)
-		return;
+	if (tx->q == NULL || tx->datafd < 0)
+		return;         /* never begun, already committed or aborted */
 	close(tx->datafd);
 	tx->datafd = -1;
 	if (qpath(tx->q, path, sizeof(path), "tmp/%s.data", tx->id) == 0)
@@ -1209,13 +1238,15 @@ int
 queue_tx_commit(struct queue_tx *tx, struct envelope *env, struct err *err)
 {
 	struct queue *q = tx->q;
-	char tdata[QPATH_MAX], data[QPATH_MAX], tenv[QPATH_MAX], envp[QPATH_MAX];
+	char tdata[QPATH_MAX], data[QPATH_MAX];
+	char tenv[QPATH_MAX], envp[QPATH_MAX];
 	struct stat st;
 	struct buf b;
 	int envfd = -1, data_in = 0, env_in = 0;
 
 	if (tx->datafd < 0 || tx->committed)
-		return err_set(err, ERR_INTERNAL, "queue_tx_commit without a transaction");
+		return err_set(err, ERR_INTERNAL,
+		    "commit without a transaction");
 	qpath(q, tdata, sizeof(tdata), "tmp/%s.data", tx->id);
 	qpath(q, data, sizeof(data), "data/%s", tx->id);
 	qpath(q, tenv, sizeof(tenv), "tmp/%s.env", tx->id);
@@ -1349,7 +1380,8 @@ peek_entry(struct queue *q, const char *id, struct envelope *env, int *busy,
 		    "open %s", path);
 	}
 	if (busy != NULL) {
-		*busy = flock(fd, LOCK_SH | LOCK_NB) < 0 && errno == EWOULDBLOCK;
+		*busy = flock(fd, LOCK_SH | LOCK_NB) < 0 &&
+		    errno == EWOULDBLOCK;
 		if (!*busy)
 			flock(fd, LOCK_UN);
 	}
@@ -1361,7 +1393,8 @@ peek_entry(struct queue *q, const char *id, struct envelope *env, int *busy,
 }
 
 int
-queue_peek(struct queue *q, const char *id, struct envelope *env, struct err *err)
+queue_peek(struct queue *q, const char *id, struct envelope *env,
+    struct err *err)
 {
 	int rc = peek_entry(q, id, env, NULL, err);
 
@@ -1388,7 +1421,7 @@ cleanup_one(struct queue *q, const char *sub, const char *name, time_t cutoff)
 	    lstat(path, &st) < 0 || st.st_mtime >= cutoff)
 		return 0;
 	if (!S_ISREG(st.st_mode)) {
-		/* A stray symlink or fifo in tmp/ is garbage; data/ is not ours. */
+		/* A stray symlink in tmp/ is garbage; in data/ not ours. */
 		if (S_ISDIR(st.st_mode) || strcmp(sub, "tmp") != 0)
 			return 0;
 		return unlink(path) == 0;
@@ -1420,14 +1453,16 @@ queue_cleanup(struct queue *q, long grace, struct err *err)
 	int count = 0;
 	DIR *d;
 
-	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+	for (size_t i = 0; i < NITEMS(dirs); i++) {
 		int is_data = strcmp(dirs[i], "data") == 0, n = 0;
 
 		qpath(q, path, sizeof(path), "%s", dirs[i]);
 		if ((d = opendir(path)) == NULL)
-			return err_sys(err, ERR_TEMP, "open queue directory %s", path);
+			return err_sys(err, ERR_TEMP,
+			    "open queue directory %s", path);
 		while ((de = readdir(d)) != NULL) {
-			if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			if (strcmp(de->d_name, ".") == 0 ||
+			    strcmp(de->d_name, "..") == 0)
 				continue;
 			if (is_data && !qid_valid(de->d_name))
 				continue;
@@ -1444,12 +1479,14 @@ queue_cleanup(struct queue *q, long grace, struct err *err)
 /* ---- mailq ------------------------------------------------------------ */
 
 /*
- * Postfix postqueue -p layout with the id column widened to QID_LEN plus
- * the status char (' ', '*' being delivered, '!' reserved for held), so
- * header, size, time and sender/recipient columns line up.
+ * Postfix postqueue -p layout: its header and 41-column recipient indent,
+ * which scripts and eyes know; the longer id just widens the entry line.
+ * After the id comes a status char: ' ', '*' being delivered, '!'
+ * reserved for held entries.
  */
-#define LIST_ID_WIDTH  (QID_LEN + 1)
-#define LIST_INDENT    (LIST_ID_WIDTH + 1 + 8 + 1 + 20 + 1)
+#define LIST_HEADER    "-Queue ID-  --Size-- ----Arrival Time---- " \
+	"-Sender/Recipient-------"
+#define LIST_INDENT    41
 
 static void
 list_entry(FILE *out, const char *id, const struct envelope *env, int busy)
@@ -1499,15 +1536,14 @@ queue_list(struct queue *q, FILE *out, struct err *err)
 		int busy = 0, rc = peek_entry(q, ids.v[i], &env, &busy, &e2);
 
 		if (rc < 0) {
-			fprintf(stderr, "%s: warning: %s\n", log_progname(), e2.msg);
+			fprintf(stderr, "%s: warning: %s\n", log_progname(),
+			    e2.msg);
 			continue;
 		}
 		if (rc == 0)
 			continue;       /* delivered meanwhile */
 		if (count == 0)
-			fprintf(out, "%-*s %8s %-20s %s\n", LIST_ID_WIDTH, "-Queue ID-",
-			    "--Size--", "----Arrival Time----",
-			    "-Sender/Recipient-------");
+			fprintf(out, "%s\n", LIST_HEADER);
 		else
 			fputc('\n', out);
 		list_entry(out, ids.v[i], &env, busy);

@@ -118,16 +118,19 @@ int queue_lock(struct queue *q, const char *id, struct qentry *e, struct err *er
  */
 int queue_update(struct queue *q, struct qentry *e, struct err *err);
 /*
- * Delivered: remove env/ID (the commit point), then data/ID. Unlocks as
- * queue_unlock does, also on failure.
+ * Delivered: remove env/ID (the commit point), then data/ID. Unlocks, also
+ * on failure; e->env stays loaded.
  */
 int queue_remove(struct queue *q, struct qentry *e, struct err *err);
 /*
- * Permanently failed: move to failed/ID.data, then failed/ID.env. Unlocks
- * as queue_unlock does, also on failure (then nothing was moved).
+ * Permanently failed: move to failed/ID.data, then failed/ID.env. Unlocks,
+ * also on failure (then nothing was moved); e->env stays loaded.
  */
 int queue_move_failed(struct queue *q, struct qentry *e, struct err *err);
-/* Release the lock and free e->env; safe on an entry that was not locked. */
+/*
+ * Release the lock (safe if not held). e->env stays loaded: free it with
+ * envelope_free, which is also safe after queue_lock returned 0 or -1.
+ */
 void queue_unlock(struct qentry *e);
 /* Open data/ID read-only. */
 int queue_open_data(struct queue *q, const char *id, struct err *err);

@@ -309,7 +309,7 @@ put_line(struct smtp_session *s, const char *line, size_t len,
     const char *shown, struct err *err)
 {
 	if (shown != NULL)
-		log_transcript("->", shown, strlen(shown));
+		log_transcript("->", line, len);
 	else
 		log_transcript("->", line, len);
 	if (conn_write(s->c, line, len, err) < 0 ||

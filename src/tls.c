@@ -209,7 +209,7 @@ check_readable(const char *key, const char *path, int dir, struct err *err)
 	int fd = open(path, O_RDONLY | O_CLOEXEC | (dir ? O_DIRECTORY : 0));
 
 	if (fd < 0)
-		return err_sys(err, ERR_CONFIG, "%s %s", key, path);
+		return err_sys(err, ERR_CONFIG, "cannot read %s %s", key, path);
 	close(fd);
 	return 0;
 }
@@ -290,6 +290,15 @@ load_client_cert(struct tls_client *tc, const struct smarthost *sh,
 		    sh->tls_cert_file, why);
 	}
 	if (SSL_CTX_use_PrivateKey_file(tc->ctx, key, SSL_FILETYPE_PEM) != 1) {
+		unsigned long e = ERR_peek_last_error();
+
+		if (ERR_GET_LIB(e) == ERR_LIB_X509 &&
+		    ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH) {
+			ERR_clear_error();
+			return err_set(err, ERR_CONFIG,
+			    "tls_key_file %s does not match tls_cert_file %s",
+			    key, sh->tls_cert_file);
+		}
 		ssl_errstr(why, sizeof(why));
 		return err_set(err, ERR_CONFIG, "cannot load tls_key_file %s: %s",
 		    key, why);
@@ -664,6 +673,7 @@ set_peer_name(struct tls_conn *t)
 	}
 	if (SSL_set_tlsext_host_name(t->ssl, t->host) != 1)
 		return -1;
+	SSL_set_hostflags(t->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
 	return SSL_set1_host(t->ssl, t->host) == 1 ? 0 : -1;
 }
 

@@ -51,6 +51,8 @@ path(const char *name)
 /* ------------------------------------------------------------------ */
 /* Certificates                                                         */
 
+static void sh(const char *fmt, ...) PRINTF_LIKE(1, 2);
+
 static void
 sh(const char *fmt, ...)
 {
@@ -248,6 +250,12 @@ server_tls(const struct server *o, int fd)
 		_exit(3);
 	if (o->max_version)
 		SSL_CTX_set_max_proto_version(ctx, o->max_version);
+	if (o->max_version && o->max_version < TLS1_2_VERSION) {
+		/* A museum piece: let this side speak TLS 1.0/1.1 at all. */
+		SSL_CTX_set_min_proto_version(ctx, TLS1_VERSION);
+		SSL_CTX_set_security_level(ctx, 0);
+		SSL_CTX_set_cipher_list(ctx, "DEFAULT:@SECLEVEL=0");
+	}
 	if (o->client_ca) {
 		if (SSL_CTX_load_verify_locations(ctx, path("ca.crt"), NULL) != 1)
 			_exit(3);
@@ -506,7 +514,9 @@ static const struct hs_case {
 	{ "wrong", "ca.crt", "localhost", 0, NO_PIN, NULL, 0, 0, NULL,
 	  "verify: certificate is for another host" },
 	{ "good", "ca.crt", "localhost", 1, NO_PIN, "1.3", TLS1_2_VERSION, 0,
-	  "TLS version too old", NULL },
+	  "TLS version too old (the server does not offer TLS 1.3", NULL },
+	{ "good", "ca.crt", "localhost", 1, NO_PIN, NULL, TLS1_1_VERSION, 1,
+	  "TLS version too old (the server does not offer TLS 1.2", NULL },
 };
 
 static void
@@ -563,7 +573,10 @@ START_TEST(test_handshake)
 		expect_line(c, "hello over TLS");
 		buf_init(&desc, 0);
 		tls_describe_peer(conn_tls(c), &desc);
-		assert_contains(desc.data, "subject: CN=localhost");
+		assert_contains(desc.data, strcmp(t->cert, "wrong") == 0 ?
+		    "subject: CN=wrong.example.com\n" : "subject: CN=localhost\n");
+		assert_contains(desc.data, strcmp(t->cert, "self") == 0 ?
+		    "\nissuer: CN=localhost\n" : "\nissuer: CN=relayq test CA\n");
 		assert_contains(desc.data, "\nfingerprint: sha256:");
 		assert_contains(desc.data, "\nnot after: ");
 		assert_contains(desc.data, t->verdict);
@@ -661,6 +674,29 @@ START_TEST(test_starttls_injection)
 	assert_contains(err.msg, "plaintext data after STARTTLS reply "
 	    "(possible injection)");
 	ck_assert(!conn_is_tls(c));
+	conn_close(c);
+	tls_client_free(tc);
+	server_wait();
+}
+END_TEST
+
+/* tls = smtps against a plain SMTP port: say so, not "wrong version". */
+START_TEST(test_not_tls)
+{
+	struct server srv = { .action = SEND, .data = "220 plain SMTP here\r\n",
+	    .datalen = 21 };
+	struct smarthost h;
+	struct tls_client *tc;
+	struct conn *c;
+	struct err err = { 0 };
+
+	smarthost_init(&h);
+	ck_assert_ptr_nonnull(tc = tls_client_new(&h, &err));
+	c = connect_ok("127.0.0.1", server_start(&srv));
+	ck_assert_int_eq(conn_starttls(c, tc, "localhost", &err), -1);
+	ck_assert_int_eq(err.cls, ERR_TEMP);
+	ck_assert_str_eq(err.msg, "TLS handshake with localhost failed: the "
+	    "server did not answer with TLS (wrong version number)");
 	conn_close(c);
 	tls_client_free(tc);
 	server_wait();
@@ -1117,6 +1153,7 @@ net_suite(void)
 	    sizeof(hs_cases) / sizeof(hs_cases[0]));
 	tcase_add_test(tc, test_pin_mismatch_names_fingerprint);
 	tcase_add_test(tc, test_starttls_injection);
+	tcase_add_test(tc, test_not_tls);
 	tcase_add_test(tc, test_client_cert);
 	tcase_add_loop_test(tc, test_client_config, 0,
 	    sizeof(cfg_cases) / sizeof(cfg_cases[0]));
