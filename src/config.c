@@ -300,7 +300,7 @@ check_command(struct check *c)
 }
 
 static int
-check_duration(struct check *c)
+check_duration_any(struct check *c, int zero_ok)
 {
 	char esc[160];
 	long secs;
@@ -308,10 +308,23 @@ check_duration(struct check *c)
 	if (parse_duration(c->in, &secs) < 0)
 		return why(c, "bad duration \"%s\" (use a number with s, m, h, d "
 		    "or w)", shown(c->in, esc, sizeof(esc)));
-	if (secs == 0)
+	if (secs == 0 && !zero_ok)
 		return why(c, "bad duration \"%s\" (must be more than 0)",
 		    shown(c->in, esc, sizeof(esc)));
 	return 0;
+}
+
+static int
+check_duration(struct check *c)
+{
+	return check_duration_any(c, 0);
+}
+
+/* A lifetime of 0 is legal: bounce at the first temporary failure. */
+static int
+check_duration0(struct check *c)
+{
+	return check_duration_any(c, 1);
 }
 
 static int
@@ -474,7 +487,7 @@ static const struct keydef {
 	{ "domain", check_hostname },
 	{ "queue_dir", check_path },
 	{ "aliases", check_path },
-	{ "queue_lifetime", check_duration },
+	{ "queue_lifetime", check_duration0 },
 	{ "retry", check_duration },
 	{ "max_message_size", check_size0 },
 	{ "max_header_size", check_size },

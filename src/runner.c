@@ -231,9 +231,14 @@ runner_daemon(const struct config *cfg, long interval, struct err *err)
 	struct sigaction sa;
 	struct run_opts o = { 0 };
 	struct run_stats st;
-	char *path = trigger_path(cfg);
+	struct queue q;
+	char *path;
 	int fd;
 
+	if (queue_open(&q, cfg->queue_dir, 1, err) < 0)
+		return -1;
+	queue_close(&q);
+	path = trigger_path(cfg);
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_stop;
 	sigaction(SIGTERM, &sa, NULL);

@@ -284,7 +284,7 @@ read_reply(struct smtp_session *s, struct smtp_reply *r, struct err *err)
 				buf_append_capped(&raw, " ", 1);
 				buf_append_capped(&raw, line + 4, len - 4);
 			}
-		} else if (0) {
+		} else if (code != r->code) {
 			buf_free(&raw);
 			s->broken = 1;
 			return err_set(err, ERR_PROTO, "%s: reply to %s mixes "
@@ -901,6 +901,7 @@ tx_commands(struct tx *t, struct err *err)
 
 	buf_init(&line, SMTP_CMD_MAX);
 	if (build_mail(s, m, &line) < 0) {
+		s->broken = 1;
 		err_set(err, ERR_INTERNAL, "MAIL command too long");
 		goto out;
 	}
@@ -915,6 +916,7 @@ tx_commands(struct tx *t, struct err *err)
 				continue;      /* refused locally */
 			buf_reset(&line);
 			if (build_rcpt(s, m, next, &line) < 0) {
+				s->broken = 1;   /* MAIL is queued, unsent */
 				err_set(err, ERR_INTERNAL, "RCPT command too long");
 				goto out;
 			}

@@ -88,7 +88,7 @@ static const struct bad {
 	/* values */
 	{ "queue_lifetime = 5x\n", 1, "queue_lifetime: bad duration \"5x\" "
 	    "(use a number with s, m, h, d or w)" },
-	{ "queue_lifetime = 0\n", 1, "queue_lifetime: bad duration \"0\"" },
+	{ "retry = { 1m, 0 }\n", 1, "retry: bad duration \"0\"" },
 	{ "max_message_size = 10X\n", 1, "max_message_size: bad size \"10X\"" },
 	{ "max_header_size = 0\n", 1, "max_header_size: bad size" },
 	{ "max_headers = 0\n", 1, "max_headers: bad number \"0\"" },

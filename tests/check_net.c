@@ -191,7 +191,7 @@ struct server {
 	int client_ca;               /* require a client cert from ca.crt */
 	const char *inject;          /* plaintext sent after "220 go ahead" */
 	enum action action;
-	const char *data;            /* for SEND */
+	const char *data;            /* for SEND and SEND_CLOSE */
 	size_t datalen;
 };
 

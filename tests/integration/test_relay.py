@@ -280,7 +280,7 @@ class RetryAndBounce(RelayTest):
         self.assertEqual([r["addr"] for r in benv["rcpts"]], ["owner@example.net"])
         self.spool.run(["-qf"])
         dsn = self.server.messages[-1]
-        self.assertEqual(dsn.mail_from, "")
+        self.assertEqual(dsn.mail_from, "<>")   # aiosmtpd spells the null sender so
         self.assertEqual(dsn.rcpt_tos, ["owner@example.net"])
         text = dsn.data.decode()
         self.assertIn("multipart/report; report-type=delivery-status", text)
@@ -344,6 +344,7 @@ class DeliveryPaths(RelayTest):
             self.assertTrue(self.arrived.wait(30), "daemon did not deliver")
         finally:
             daemon.send_signal(signal.SIGTERM)
+            daemon.stderr.close()
             self.assertEqual(daemon.wait(30), 0)
 
 
