@@ -52,14 +52,14 @@ envelope_address(const char *raw, const char *domain, char *out, size_t size,
 }
 
 static int
-resolve_sender(const struct config *cfg, const struct request *req,
+resolve_sender(const struct config *cfg, const char *given,
     const struct caller *who, char *out, size_t size, struct err *err)
 {
 	char parsed[ADDR_MAX + 1];
 
-	if (req->sender == NULL)
+	if (given == NULL)
 		return envelope_address(who->login, cfg->domain, out, size, err);
-	if (addr_parse_sender(req->sender, parsed, sizeof(parsed), err) < 0)
+	if (addr_parse_sender(given, parsed, sizeof(parsed), err) < 0)
 		return err_prefix(err, "bad sender address");
 	if (parsed[0] == '\0') {
 		out[0] = '\0';         /* the null sender */
@@ -95,7 +95,7 @@ add_recipients(struct envelope *env, struct strlist *seen,
 }
 
 int
-submit_message(const struct config *cfg, const struct request *req, int infd,
+submit(const struct config *cfg, const struct submission *sub, int infd,
     char qid[QID_LEN + 1], struct err *err)
 {
 	struct caller who;
@@ -106,20 +106,20 @@ submit_message(const struct config *cfg, const struct request *req, int infd,
 	struct msg_info info;
 	struct envelope env;
 	char sender[ADDR_MAX + 1];
-	unsigned notify = req->notify_mask;
+	unsigned notify = sub->notify;
 	int rc = -1;
 
 	memset(&info, 0, sizeof(info));
 	envelope_init(&env);
 	caller_identify(&who);
-	if (resolve_sender(cfg, req, &who, sender, sizeof(sender), err) < 0)
+	if (resolve_sender(cfg, sub->sender, &who, sender, sizeof(sender), err) < 0)
 		goto out;
-	for (int i = 0; i < req->nrcpts; i++)
-		if (addr_parse_list(req->rcpts[i], &argv_rcpts, err) < 0) {
-			err_prefix(err, "bad recipient \"%s\"", req->rcpts[i]);
+	for (size_t i = 0; i < sub->nrcpts; i++)
+		if (addr_parse_list(sub->rcpts[i], &argv_rcpts, err) < 0) {
+			err_prefix(err, "bad recipient \"%s\"", sub->rcpts[i]);
 			goto out;
 		}
-	if (argv_rcpts.n == 0 && !req->extract_rcpts) {
+	if (argv_rcpts.n == 0 && !sub->extract_rcpts) {
 		err_set(err, ERR_USAGE, "no recipients given (and no -t)");
 		goto out;
 	}
@@ -130,14 +130,14 @@ submit_message(const struct config *cfg, const struct request *req, int infd,
 		goto out_queue;
 
 	msg_opts_init(&mo);
-	mo.dot_ends = !req->ignore_dots;
-	mo.extract_rcpts = req->extract_rcpts;
-	mo.no_fixups = req->no_fixups;
+	mo.dot_ends = sub->dot_ends;
+	mo.extract_rcpts = sub->extract_rcpts;
+	mo.no_fixups = sub->no_fixups;
 	mo.qid = tx.id;
 	mo.hostname = cfg->hostname;
 	mo.domain = cfg->domain;
 	mo.sender = sender;
-	mo.full_name = req->full_name ? req->full_name :
+	mo.full_name = sub->full_name ? sub->full_name :
 	    (who.gecos[0] ? who.gecos : NULL);
 	mo.max_size = cfg->max_message_size;
 	mo.max_header_size = (size_t)cfg->max_header_size;
@@ -154,12 +154,12 @@ submit_message(const struct config *cfg, const struct request *req, int infd,
 	}
 	env.sender = xstrdup(sender);
 	env.eightbit = info.eightbit ||
-	    (req->body_type && strcasecmp(req->body_type, "8BITMIME") == 0);
+	    (sub->body_type && strcasecmp(sub->body_type, "8BITMIME") == 0);
 	env.smtputf8 |= addr_is_utf8(sender);
-	if (req->ret)
-		env.ret = strcasecmp(req->ret, "hdrs") == 0 ? RET_HDRS : RET_FULL;
-	if (req->envid)
-		env.envid = xstrdup(req->envid);
+	if (sub->ret)
+		env.ret = strcasecmp(sub->ret, "hdrs") == 0 ? RET_HDRS : RET_FULL;
+	if (sub->envid)
+		env.envid = xstrdup(sub->envid);
 	env.created = time(NULL);
 
 	if (queue_tx_commit(&tx, &env, err) < 0)
@@ -178,4 +178,25 @@ out:
 	strlist_free(&argv_rcpts);
 	strlist_free(&seen);
 	return rc;
+}
+
+int
+submit_message(const struct config *cfg, const struct request *req, int infd,
+    char qid[QID_LEN + 1], struct err *err)
+{
+	struct submission sub = {
+		.sender = req->sender,
+		.rcpts = (const char *const *)req->rcpts,
+		.nrcpts = (size_t)req->nrcpts,
+		.extract_rcpts = req->extract_rcpts,
+		.dot_ends = !req->ignore_dots,
+		.no_fixups = req->no_fixups,
+		.full_name = req->full_name,
+		.notify = req->notify_mask,
+		.ret = req->ret,
+		.envid = req->envid,
+		.body_type = req->body_type,
+	};
+
+	return submit(cfg, &sub, infd, qid, err);
 }
