@@ -243,6 +243,9 @@ runner_daemon(const struct config *cfg, long interval, struct err *err)
 	sa.sa_handler = on_stop;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	/* A closed log pipe must not kill the daemon; writes report EPIPE. */
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
 	if (mkfifo(path, 0660) < 0 && errno != EEXIST) {
 		err_sys(err, ERR_TEMP, "cannot create %s", path);
 		free(path);

@@ -344,8 +344,9 @@ class DeliveryPaths(RelayTest):
             self.assertTrue(self.arrived.wait(30), "daemon did not deliver")
         finally:
             daemon.send_signal(signal.SIGTERM)
-            daemon.stderr.close()
-            self.assertEqual(daemon.wait(30), 0)
+            _, err = daemon.communicate(timeout=30)
+            self.assertEqual(daemon.returncode, 0, err)
+            self.assertIn(b"queue daemon stopped", err)
 
 
 if __name__ == "__main__":
