@@ -27,7 +27,13 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword, SMTP
 
 
-warnings.filterwarnings("ignore", message="Session.login_data is deprecated")
+def _quiet():
+    # aiosmtpd itself reads the deprecated attribute; unittest resets the
+    # filters when it starts, so this is called again for every server.
+    warnings.filterwarnings("ignore", message="Session.login_data is deprecated")
+
+
+_quiet()
 
 
 class Message:
@@ -54,6 +60,8 @@ class Handler:
         self.data_reply = None
         self.defer_transactions = 0  # refuse this many DATA with 451 first
         self.drop_after_dot = 0      # close the connection instead of replying
+        self.rcpt_limit = 0          # 452 past this many recipients per transaction
+        self.transactions = 0
         self.connections = 0
         self.used_mechanisms = []
 
@@ -69,12 +77,15 @@ class Handler:
         reply = self.rcpt_replies.get(address.lower())
         if reply:
             return reply
+        if self.rcpt_limit and len(envelope.rcpt_tos) >= self.rcpt_limit:
+            return "452 4.5.3 Too many recipients"
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.append(options)
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server, session, envelope):
         with self.lock:
+            self.transactions += 1
             if self.drop_after_dot > 0:
                 self.drop_after_dot -= 1
                 server.transport.close()
@@ -170,6 +181,7 @@ class Smarthost:
 
     def __init__(self, tls="none", cert=None, key=None, users=None, port=0,
                  require_tls=True, outdir=None, host="127.0.0.1", extra=None):
+        _quiet()
         self.handler = Handler(users, outdir)
         self.host = host
         self.port = port or _free_port(host)

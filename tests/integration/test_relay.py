@@ -162,6 +162,42 @@ class Delivery(RelayTest):
         self.assertNotIn(base64.b64encode(PASSWORD.encode()).decode(), err)
 
 
+class Protocol(RelayTest):
+
+    def test_too_many_recipients_go_in_new_transactions(self):
+        self.configure()
+        self.server.handler.rcpt_limit = 2
+        rcpts = ["r%d@example.org" % i for i in range(5)]
+        self.queue(rcpts)
+        self.run_queue()
+        self.assertEqual(self.spool.ids(), [])
+        got = sorted(r for m in self.server.messages for r in m.rcpt_tos)
+        self.assertEqual(got, rcpts)
+        self.assertEqual(len(self.server.messages), 3)
+        self.assertEqual(self.server.handler.connections, 1)
+
+    def test_ipv6_loopback(self):
+        import socket
+        try:
+            with socket.socket(socket.AF_INET6) as s:
+                s.bind(("::1", 0))
+        except OSError:
+            self.skipTest("no IPv6 loopback")
+        v6 = self.start_server("starttls", host="::1")
+        self.configure(smarthosts=self.smarthost_conf(v6, host='"::1"'))
+        self.assertExit(self.submit(["-odi", "rcpt@example.org"], MSG), 0)
+        self.assertEqual(len(v6.messages), 1)
+        self.assertEqual(self.spool.ids(), [])
+
+    def test_8bit_message_uses_8bitmime(self):
+        self.configure()
+        self.assertExit(self.submit(["-odi", "rcpt@example.org"],
+                                    "Subject: 8bit\n\nGrüße\n".encode()), 0)
+        m = self.server.messages[0]
+        self.assertIn("BODY=8BITMIME", m.mail_options)
+        self.assertIn("Grüße".encode(), m.data)
+
+
 class ImplicitTLS(RelayTest):
     tls = "smtps"
 
