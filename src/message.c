@@ -9,6 +9,8 @@
 #include "autoconf.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +22,6 @@
 #include "message.h"
 #include "util.h"
 
-#define IBUF_SIZE (64 * 1024)
 #define OBUF_SIZE (128 * 1024)
 #define DEF_MAX_HEADER_SIZE (1024 * 1024)
 #define DEF_MAX_HEADERS 1000
@@ -52,18 +53,17 @@ struct mstate {
 	struct err *err;
 	size_t max_hsize, max_fields;
 
-	int infd;
-	char *ibuf;
-	size_t ipos, ilen;
-	int ieof;
+	struct msg_input *in;
 
 	int outfd;
 	char *obuf;
 	size_t olen;
 
 	int at_bol;        /* at the start of an input line */
+	int dots_here;     /* this line may be "." or dot-stuffed (crlf_dots) */
 	int dot_pending;   /* a line began with '.', the next byte decides */
 	int done;          /* the "." line was seen */
+	int discard;       /* read to the end marker, store nothing */
 
 	int in_header;
 	int from_checked;  /* a field was seen or a "From " line dropped */
@@ -145,10 +145,12 @@ out_put(struct mstate *st, const char *p, size_t n)
 	struct msg_info *info = st->info;
 
 	info->size += n;
-	if (st->o->max_size != 0 && info->size > st->o->max_size)
+	if (st->o->max_size != 0 && info->size > st->o->max_size) {
+		info->too_big = 1;
 		return err_set(st->err, ERR_DATA,
 		    "message exceeds the size limit of %llu bytes",
 		    st->o->max_size);
+	}
 	if (!info->eightbit) {
 		for (size_t i = 0; i < n; i++) {
 			if ((unsigned char)p[i] >= 0x80) {
@@ -399,30 +401,42 @@ refold(const char *v, size_t vlen, const char *q, struct buf *out)
 	return buf_append(out, q + j, qlen - j);
 }
 
-/* An address field with bare local names qualified; as is if unchanged. */
+/*
+ * An address field, From: rewritten (sender_rewrite) when rewrite is set,
+ * bare local names qualified when qualify is set; as is if unchanged.
+ */
 static int
-emit_qualified(struct mstate *st, const struct field *f)
+emit_address_field(struct mstate *st, const struct field *f, int rewrite,
+    int qualify)
 {
-	const char *t = ftext(st, f), *v = t + f->voff;
+	const char *t = ftext(st, f), *v = t + f->voff, *cur;
 	size_t vlen = f->len - f->voff;
-	struct buf q, nf;
+	struct buf r, q, nf;
 	char *u = field_unfold(st, f);
 	int rc;
 
+	buf_init(&r, 0);
 	buf_init(&q, 0);
 	buf_init(&nf, 0);
-	if (addr_qualify_header(u, st->o->domain, &q) < 0 || q.data == NULL ||
-	    strcmp(q.data, u) == 0) {
+	cur = u;
+	if (rewrite && st->o->from_rewrite(u, &r, st->o->from_rewrite_arg) == 1 &&
+	    r.data != NULL)
+		cur = r.data;
+	if (qualify && addr_qualify_header(cur, st->o->domain, &q) == 0 &&
+	    q.data != NULL)
+		cur = q.data;
+	if (strcmp(cur, u) == 0) {
 		rc = emit_htext(st, t, f->len);
 	} else {
 		buf_append(&nf, t, f->voff);
-		if (refold(v, vlen, q.data, &nf) < 0) {
+		if (refold(v, vlen, cur, &nf) < 0) {
 			buf_reset(&nf);
 			buf_append(&nf, t, f->voff);
-			buf_append(&nf, q.data, q.len);
+			buf_puts(&nf, cur);
 		}
 		rc = emit_htext(st, nf.data, nf.len);
 	}
+	buf_free(&r);
 	buf_free(&q);
 	buf_free(&nf);
 	free(u);
@@ -566,6 +580,7 @@ end_header(struct mstate *st)
 	const char *qid = o->qid ? o->qid : "unknown";
 	int fix = !o->no_fixups;
 	int qualify = fix && o->domain != NULL && o->domain[0] != '\0';
+	int rewrite = fix && o->from_rewrite != NULL;
 	char date[64];
 	struct buf b;
 	int rc = -1;
@@ -598,8 +613,11 @@ end_header(struct mstate *st)
 
 		if (fname_in(st, f, removed_fields))
 			continue;
-		if (qualify && fname_in(st, f, addr_fields)) {
-			if (emit_qualified(st, f) < 0)
+		if (rewrite && fname_is(st, f, "From")) {
+			if (emit_address_field(st, f, 1, qualify) < 0)
+				goto out;
+		} else if (qualify && fname_in(st, f, addr_fields)) {
+			if (emit_address_field(st, f, 0, 1) < 0)
 				goto out;
 		} else if (emit_htext(st, ftext(st, f), f->len) < 0) {
 			goto out;
@@ -795,15 +813,83 @@ header_eol(struct mstate *st)
 
 /* --- input ---------------------------------------------------------- */
 
+void
+msg_input_init(struct msg_input *in, int fd)
+{
+	memset(in, 0, sizeof(*in));
+	in->fd = fd;
+	in->buf = xmalloc(MSG_INPUT_SIZE);
+}
+
+void
+msg_input_free(struct msg_input *in)
+{
+	free(in->buf);
+	in->buf = NULL;
+	in->pos = in->len = 0;
+}
+
+/* Wait at most in->timeout seconds for something to read. */
+static int
+input_wait(struct msg_input *in, struct err *err)
+{
+	struct pollfd pfd = { .fd = in->fd, .events = POLLIN };
+	long long deadline = now_ms() + in->timeout * 1000LL;
+
+	for (;;) {
+		long long left = deadline - now_ms();
+		int r;
+
+		if (left <= 0)
+			return err_set(err, ERR_TEMP,
+			    "no input for %ld seconds", in->timeout);
+		r = poll(&pfd, 1, left > INT_MAX ? INT_MAX : (int)left);
+		if (r > 0)
+			return 0;
+		if (r < 0 && errno != EINTR)
+			return err_sys(err, ERR_IO, "cannot wait for input");
+	}
+}
+
+int
+msg_input_fill(struct msg_input *in, struct err *err)
+{
+	ssize_t r;
+
+	if (in->pos < in->len)
+		return 1;
+	if (in->eof)
+		return 0;
+	if (in->timeout > 0 && input_wait(in, err) < 0)
+		return -1;
+	do
+		r = read(in->fd, in->buf, MSG_INPUT_SIZE);
+	while (r < 0 && errno == EINTR);
+	if (r < 0)
+		return err_sys(err, ERR_IO, "cannot read the message");
+	in->pos = 0;
+	in->len = 0;
+	if (r == 0) {
+		in->eof = 1;
+		return 0;
+	}
+	in->len = (size_t)r;
+	return 1;
+}
+
 static int
 content(struct mstate *st, const char *p, size_t n)
 {
+	if (st->discard)
+		return 0;
 	return st->in_header ? header_data(st, p, n) : body_put(st, p, n);
 }
 
 static int
 content_eol(struct mstate *st)
 {
+	if (st->discard)
+		return 0;
 	return st->in_header ? header_eol(st) : body_eol(st);
 }
 
@@ -813,7 +899,7 @@ line_data(struct mstate *st, const char *p, size_t n)
 {
 	if (st->at_bol) {
 		st->at_bol = 0;
-		if (st->o->dot_ends && p[0] == '.') {
+		if (st->o->dot_ends && st->dots_here && p[0] == '.') {
 			st->dot_pending = 1;
 			p++;
 			n--;
@@ -830,57 +916,44 @@ line_data(struct mstate *st, const char *p, size_t n)
 	return content(st, p, n);
 }
 
+/* A line end; crlf says whether it was CRLF (not a bare LF or CR). */
 static int
-line_end(struct mstate *st)
+line_end(struct mstate *st, int crlf)
 {
 	if (st->dot_pending) {
 		st->dot_pending = 0;
-		st->done = 1;
-		return 0;
+		if (!st->o->crlf_dots || crlf) {
+			st->done = 1;
+			return 0;
+		}
+		/* "." ended by a bare LF or CR: content, not the end */
+		if (content(st, ".", 1) < 0)
+			return -1;
 	}
 	st->at_bol = 1;
+	st->dots_here = !st->o->crlf_dots || crlf;
 	return content_eol(st);
-}
-
-static int
-rd_fill(struct mstate *st)
-{
-	ssize_t r;
-
-	if (st->ipos < st->ilen)
-		return 1;
-	if (st->ieof)
-		return 0;
-	do
-		r = read(st->infd, st->ibuf, IBUF_SIZE);
-	while (r < 0 && errno == EINTR);
-	if (r < 0)
-		return err_sys(st->err, ERR_IO, "cannot read the message");
-	if (r == 0) {
-		st->ieof = 1;
-		return 0;
-	}
-	st->ipos = 0;
-	st->ilen = (size_t)r;
-	return 1;
 }
 
 /*
  * The next run of line bytes (*eol = 0) or a line end (*eol = 1): LF, CRLF
- * or a bare CR. NULs are skipped. 1, 0 at end of input, -1 on error.
+ * (*crlf = 1) or a bare CR. NULs are skipped. 1, 0 at end of input, -1 on
+ * error. Never consumes input past the line end it returns.
  */
 static int
-rd_segment(struct mstate *st, const char **p, size_t *n, int *eol)
+rd_segment(struct mstate *st, const char **p, size_t *n, int *eol, int *crlf)
 {
+	struct msg_input *in = st->in;
+
 	for (;;) {
 		const char *b;
 		size_t avail, i;
 		int r;
 
-		if ((r = rd_fill(st)) <= 0)
+		if ((r = msg_input_fill(in, st->err)) <= 0)
 			return r;
-		b = st->ibuf + st->ipos;
-		avail = st->ilen - st->ipos;
+		b = in->buf + in->pos;
+		avail = in->len - in->pos;
 		for (i = 0; i < avail; i++)
 			if (b[i] == '\n' || b[i] == '\r' || b[i] == '\0')
 				break;
@@ -888,17 +961,20 @@ rd_segment(struct mstate *st, const char **p, size_t *n, int *eol)
 			*p = b;
 			*n = i;
 			*eol = 0;
-			st->ipos += i;
+			in->pos += i;
 			return 1;
 		}
-		st->ipos++;
+		in->pos++;
 		if (b[0] == '\0')
 			continue;
+		*crlf = 0;
 		if (b[0] == '\r') {
-			if ((r = rd_fill(st)) < 0)
+			if ((r = msg_input_fill(in, st->err)) < 0)
 				return -1;
-			if (r > 0 && st->ibuf[st->ipos] == '\n')
-				st->ipos++;
+			if (r > 0 && in->buf[in->pos] == '\n') {
+				in->pos++;
+				*crlf = 1;
+			}
 		}
 		*p = NULL;
 		*n = 0;
@@ -912,18 +988,33 @@ run(struct mstate *st)
 {
 	const char *p;
 	size_t n;
-	int eol, r;
+	int eol, crlf = 0, r, failed = 0;
 
-	while (!st->done && (r = rd_segment(st, &p, &n, &eol)) != 0) {
+	while (!st->done && (r = rd_segment(st, &p, &n, &eol, &crlf)) != 0) {
 		if (r < 0)
 			return -1;
-		if ((eol ? line_end(st) : line_data(st, p, n)) < 0)
-			return -1;
+		if ((eol ? line_end(st, crlf) : line_data(st, p, n)) < 0) {
+			if (!st->o->require_end)
+				return -1;
+			/* Read on to the "." so that the session stays in step;
+			 * err keeps this first error. */
+			failed = 1;
+			st->discard = 1;
+		}
 	}
+	if (st->done)
+		st->info->ended = 1;
+	if (failed)
+		return -1;
+	if (st->o->require_end && !st->done)
+		return err_set(st->err, ERR_PROTO,
+		    "input ended before the \".\" line that ends the message");
+	if (st->discard)
+		return 0;
 	if (st->dot_pending) {
 		/* "." as the last line, without a line end: the marker too */
 		st->dot_pending = 0;
-	} else if (!st->done && !st->at_bol && line_end(st) < 0) {
+	} else if (!st->done && !st->at_bol && line_end(st, 1) < 0) {
 		return -1;
 	}
 	if (st->in_header && end_header(st) < 0)
@@ -931,39 +1022,80 @@ run(struct mstate *st)
 	return out_flush(st);
 }
 
+static void
+mstate_init(struct mstate *st, struct msg_input *in, int outfd,
+    const struct msg_opts *o, struct msg_info *info, struct err *err)
+{
+	memset(info, 0, sizeof(*info));
+	memset(st, 0, sizeof(*st));
+	st->o = o;
+	st->info = info;
+	st->err = err;
+	st->max_hsize = o->max_header_size ? o->max_header_size :
+	    DEF_MAX_HEADER_SIZE;
+	st->max_fields = o->max_headers ? o->max_headers : DEF_MAX_HEADERS;
+	st->in = in;
+	st->outfd = outfd;
+	st->at_bol = 1;
+	st->dots_here = 1;
+	st->in_header = 1;
+	st->cls = LC_UNDECIDED;
+	buf_init(&st->line, st->max_hsize);
+	buf_init(&st->hdr, st->max_hsize);
+}
+
+static void
+mstate_free(struct mstate *st)
+{
+	free(st->obuf);
+	buf_free(&st->line);
+	buf_free(&st->hdr);
+	free(st->fields);
+}
+
 int
-message_read(int infd, int outfd, const struct msg_opts *o,
+message_read_input(struct msg_input *in, int outfd, const struct msg_opts *o,
     struct msg_info *info, struct err *err)
 {
 	struct mstate st;
 	int rc;
 
-	memset(info, 0, sizeof(*info));
-	memset(&st, 0, sizeof(st));
-	st.o = o;
-	st.info = info;
-	st.err = err;
-	st.max_hsize = o->max_header_size ? o->max_header_size :
-	    DEF_MAX_HEADER_SIZE;
-	st.max_fields = o->max_headers ? o->max_headers : DEF_MAX_HEADERS;
-	st.infd = infd;
-	st.outfd = outfd;
-	st.ibuf = xmalloc(IBUF_SIZE);
+	mstate_init(&st, in, outfd, o, info, err);
 	st.obuf = xmalloc(OBUF_SIZE);
-	st.at_bol = 1;
-	st.in_header = 1;
-	st.cls = LC_UNDECIDED;
-	buf_init(&st.line, st.max_hsize);
-	buf_init(&st.hdr, st.max_hsize);
-
 	rc = run(&st);
-
-	free(st.ibuf);
-	free(st.obuf);
-	buf_free(&st.line);
-	buf_free(&st.hdr);
-	free(st.fields);
+	mstate_free(&st);
 	if (rc < 0)
 		msg_info_free(info);
+	return rc;
+}
+
+int
+message_read(int infd, int outfd, const struct msg_opts *o,
+    struct msg_info *info, struct err *err)
+{
+	struct msg_input in;
+	int rc;
+
+	msg_input_init(&in, infd);
+	rc = message_read_input(&in, outfd, o, info, err);
+	msg_input_free(&in);
+	return rc;
+}
+
+int
+message_skip(struct msg_input *in, const struct msg_opts *o, struct err *err)
+{
+	struct mstate st;
+	struct msg_info info;
+	int rc;
+
+	mstate_init(&st, in, -1, o, &info, err);
+	st.discard = 1;
+	rc = run(&st);
+	mstate_free(&st);
+	msg_info_free(&info);
+	if (rc == 0 && !info.ended)
+		rc = err_set(err, ERR_PROTO,
+		    "input ended before the \".\" line that ends the message");
 	return rc;
 }

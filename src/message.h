@@ -11,6 +11,29 @@
 #include "util.h"
 
 #define MSG_LINE_MAX 998           /* RFC 5322 line limit, without CRLF */
+#define MSG_INPUT_SIZE (64 * 1024) /* read buffer of a struct msg_input */
+
+/*
+ * A buffered input source. message_read_input() consumes only up to the
+ * end of the message (the "." line) and leaves what follows in buf, so
+ * the -bs server can read pipelined commands from the same buffer.
+ */
+struct msg_input {
+	int fd;
+	char *buf;                 /* MSG_INPUT_SIZE bytes */
+	size_t pos, len;           /* unread bytes are buf[pos..len) */
+	int eof;                   /* read(2) returned 0 */
+	long timeout;              /* seconds to wait for input; 0 = forever */
+};
+
+void msg_input_init(struct msg_input *in, int fd);
+void msg_input_free(struct msg_input *in);
+/*
+ * Make unread bytes available: 1 when there are some, 0 at end of input,
+ * -1 on a read error (ERR_IO) or when timeout seconds pass (ERR_TEMP).
+ * Reads only when the buffer is empty.
+ */
+int msg_input_fill(struct msg_input *in, struct err *err);
 
 struct msg_opts {
 	int dot_ends;              /* no -i: a line "." ends input, ".." -> "." */
@@ -26,6 +49,26 @@ struct msg_opts {
 	unsigned long long max_size;   /* 0 = no limit (wire-form bytes) */
 	size_t max_header_size;        /* whole header section, bytes (0 = default) */
 	size_t max_headers;            /* number of header fields (0 = default) */
+	/*
+	 * SMTP DATA (-bs): the "." line must come; input ending before it
+	 * is ERR_PROTO. After a content error (size, header limits, a write
+	 * failure) the rest of the message is still read, up to the ".".
+	 */
+	int require_end;
+	/*
+	 * With dot_ends: the "." end and ".." unstuffing count only on
+	 * lines that follow a CRLF and (for the end) are ended by one, so
+	 * a bare LF or CR in the data can never end the message early
+	 * (SMTP smuggling). A bare LF or CR still ends a content line.
+	 */
+	int crlf_dots;
+	/*
+	 * Unless no_fixups: called with each From: value (unfolded) before
+	 * bare names are qualified; returns 1 with the new value appended
+	 * to out, 0 to keep the value (sender_rewrite).
+	 */
+	int (*from_rewrite)(const char *value, struct buf *out, const void *arg);
+	const void *from_rewrite_arg;
 };
 
 struct msg_info {
@@ -35,6 +78,8 @@ struct msg_info {
 	unsigned long long size;   /* bytes written to outfd */
 	int eightbit;              /* some byte >= 0x80 in header or body */
 	int had_message_id, had_date, had_from;
+	int ended;                 /* the "." end line was read */
+	int too_big;               /* failed: over max_size */
 };
 
 /* Defaults for the limits (callers may override). */
@@ -56,12 +101,23 @@ void msg_opts_init(struct msg_opts *o);
  * The header fields are always followed by one empty line (a message with
  * no header gets just that line). info is reset on entry; on failure its
  * contents are freed and outfd holds partial output to be discarded.
- * ERR_DATA for a message over max_size, a header over its limits or (-t) an
- * address header that does not parse; ERR_IO when reading fails, ERR_TEMP
+ * ERR_DATA for a message over max_size (info->too_big is set), a header
+ * over its limits or (-t) an address header that does not parse; ERR_IO when reading fails, ERR_TEMP
  * when writing fails (errno text included).
  */
 int message_read(int infd, int outfd, const struct msg_opts *o,
                  struct msg_info *info, struct err *err);
+/* The same from a buffered source; bytes after the "." line stay in it. */
+int message_read_input(struct msg_input *in, int outfd,
+                       const struct msg_opts *o, struct msg_info *info,
+                       struct err *err);
+/*
+ * Read and throw away a message up to its "." line (o->dot_ends and
+ * o->crlf_dots apply): for a DATA that cannot be stored. 0 when the end
+ * was seen, -1 when input ended first or failed.
+ */
+int message_skip(struct msg_input *in, const struct msg_opts *o,
+                 struct err *err);
 void msg_info_free(struct msg_info *info);
 
 /* RFC 5322 date for t in local time: "Sun, 29 Nov 2026 02:51:10 +0000". */

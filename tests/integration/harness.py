@@ -18,6 +18,18 @@ SRCDIR = os.environ.get("RELAYQ_SRCDIR", os.path.join(os.path.dirname(__file__),
 CORPUS = os.environ.get("RELAYQ_CORPUS", os.path.join(SRCDIR, "..", "shared", "corpus"))
 
 SKIP = 77
+VALGRIND = os.environ.get("RELAYQ_VALGRIND")
+
+
+def wrapper():
+    """valgrind memcheck, one log per process (children of fork included),
+    scanned by tests/valgrind-check after the run."""
+    if not VALGRIND:
+        return []
+    return ["valgrind", "-q", "--leak-check=full",
+            "--show-leak-kinds=definite,indirect",
+            "--errors-for-leak-kinds=definite,indirect",
+            "--log-file=%s/vg.%%p.log" % VALGRIND]
 
 
 class Spool:
@@ -46,15 +58,26 @@ class Spool:
     def cleanup(self):
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def run(self, args, input=b"", argv0="sendmail", env=None, timeout=60):
+    def command(self, argv0="sendmail"):
+        """argv prefix that runs relayq under the given name (and under
+        valgrind when $RELAYQ_VALGRIND names a directory for its logs)."""
+        return wrapper() + [os.path.join(self.bindir, argv0)]
+
+    def environ(self, env=None):
         e = dict(os.environ)
         e["RELAYQ_CONFIG"] = self.config
         e.setdefault("TZ", "UTC")
         if env:
             e.update(env)
-        return subprocess.run([os.path.join(self.bindir, argv0)] + list(args),
+        return e
+
+    def run(self, args, input=b"", argv0="sendmail", env=None, timeout=60):
+        if VALGRIND:
+            timeout *= 5
+        return subprocess.run(self.command(argv0) + list(args),
                               input=input, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, env=e, timeout=timeout)
+                              stderr=subprocess.PIPE, env=self.environ(env),
+                              timeout=timeout)
 
     def ids(self):
         d = os.path.join(self.queue, "env")

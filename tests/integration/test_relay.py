@@ -368,9 +368,8 @@ class DeliveryPaths(RelayTest):
 
     def test_daemon_wakes_on_submit(self):
         self.configure()
-        env = dict(os.environ, RELAYQ_CONFIG=self.spool.config)
-        daemon = subprocess.Popen([os.path.join(self.spool.bindir, "relayq"), "-q1h"],
-                                  env=env, stderr=subprocess.PIPE)
+        daemon = subprocess.Popen(self.spool.command("relayq") + ["-q1h"],
+                                  env=self.spool.environ(), stderr=subprocess.PIPE)
         try:
             # The daemon logs (log = stderr) once its trigger is open.
             for line in daemon.stderr:
