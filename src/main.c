@@ -78,12 +78,14 @@ drop_privileges(void)
  * to the relayq group, and an environment reduced to a safe minimum.
  * Returns the test-only config override, captured before the reset.
  */
-static char *
+static const char *
 sanitize_process(void)
 {
+	static char override[PATH_MAX];
 	struct rlimit nocore = { 0, 0 };
-	const char *tz = getenv("TZ");
-	char *keep_tz = NULL, *override = NULL;
+	const char *tz = getenv("TZ"), *conf = getenv("RELAYQ_CONFIG");
+	char keep_tz[64] = "";
+	int have_override = 0;
 	long maxfd;
 
 	for (int fd = 0; fd <= 2; fd++)
@@ -103,17 +105,16 @@ sanitize_process(void)
 	setrlimit(RLIMIT_CORE, &nocore);
 	umask(027);
 
-	if (!privileged() && getenv("RELAYQ_CONFIG") != NULL)
-		override = xstrdup(getenv("RELAYQ_CONFIG"));
-	if (tz != NULL && strlen(tz) < 64 && strstr(tz, "..") == NULL)
-		keep_tz = xstrdup(tz);
+	if (!privileged() && conf != NULL)
+		have_override = str_copy(override, conf, sizeof(override)) == 0;
+	if (tz != NULL && strstr(tz, "..") == NULL)
+		str_copy(keep_tz, tz, sizeof(keep_tz));
 	if (clearenv() != 0)
 		fatal(EX_OSERR, "cannot reset the environment");
 	setenv("PATH", SAFE_PATH, 1);
-	if (keep_tz != NULL)
+	if (keep_tz[0] != '\0')
 		setenv("TZ", keep_tz, 1);
-	free(keep_tz);
-	return override;
+	return have_override ? override : NULL;
 }
 
 static void
@@ -235,17 +236,14 @@ main(int argc, char **argv)
 	struct config *cfg = NULL;
 	struct err err;
 	const char *config_path = DEFAULT_CONFIG;
-	char *override;
+	const char *override;
 	int rc;
 
 	override = sanitize_process();
 	log_init(argc > 0 ? argv[0] : "sendmail");
 	if (cli_parse(argc, argv, cli_personality(argc > 0 ? argv[0] : "sendmail"),
 	    &req, &err) < 0) {
-		rc = fail(&err);
-		fprintf(stderr, "%s: try '%s --help'\n", log_progname(), log_progname());
-		free(override);
-		return rc;
+		return fail(&err);
 	}
 	switch (req.mode) {
 	case MODE_HELP:
@@ -272,11 +270,8 @@ main(int argc, char **argv)
 	if (req.log_path != NULL)
 		drop_privileges();
 	log_set_verbose(req.verbose);
-	if (config_load(config_path, &cfg, &err) < 0) {
-		free(override);
+	if (config_load(config_path, &cfg, &err) < 0)
 		return fail(&err);
-	}
-	free(override);
 	if (log_open(cfg->log, &err) < 0) {
 		rc = fail(&err);
 		config_free(cfg);
