@@ -29,6 +29,8 @@ struct aliases *aliases_parse(const char *path, const char *text, size_t len);
 void aliases_free(struct aliases *a);
 /* Number of usable aliases (duplicates and bad lines not counted). */
 size_t aliases_count(const struct aliases *a);
+/* Number of lines that could not be used (aliases_check() lists them). */
+size_t aliases_errors(const struct aliases *a);
 
 struct alias_ctx {
 	const char *hostname;   /* name@hostname is local too; may be NULL */

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,8 +48,14 @@ log_open(const char *spec, struct err *err)
 	} else if (strcmp(spec, "stderr") == 0) {
 		dest = DEST_STDERR;
 	} else {
-		int fd = open(spec, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC |
-		    O_NOFOLLOW, 0640);
+		/* Opened as the caller: create it group-writable, so the first
+		 * user to log does not lock everybody else out. */
+		int fd = open(spec, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+
+		if (fd < 0 && errno == ENOENT &&
+		    (fd = open(spec, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC |
+		    O_NOFOLLOW, 0660)) >= 0)
+			(void)fchmod(fd, 0660);
 
 		if (fd < 0 || (logfile = fdopen(fd, "a")) == NULL) {
 			if (fd >= 0)

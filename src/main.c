@@ -107,8 +107,10 @@ sanitize_process(void)
 
 	if (!privileged() && conf != NULL)
 		have_override = str_copy(override, conf, sizeof(override)) == 0;
-	if (tz != NULL && strstr(tz, "..") == NULL)
-		str_copy(keep_tz, tz, sizeof(keep_tz));
+	/* A TZ too long to keep whole is dropped, never cut short. */
+	if (tz != NULL && strstr(tz, "..") == NULL &&
+	    str_copy(keep_tz, tz, sizeof(keep_tz)) < 0)
+		keep_tz[0] = '\0';
 	if (clearenv() != 0)
 		fatal(EX_OSERR, "cannot reset the environment");
 	setenv("PATH", SAFE_PATH, 1);

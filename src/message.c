@@ -860,13 +860,19 @@ msg_input_fill(struct msg_input *in, struct err *err)
 		return 1;
 	if (in->eof)
 		return 0;
-	if (in->timeout > 0 && input_wait(in, err) < 0)
+	if (in->failed)
+		return err_set(err, ERR_IO, "input failed before");
+	if (in->timeout > 0 && input_wait(in, err) < 0) {
+		in->failed = 1;
 		return -1;
+	}
 	do
 		r = read(in->fd, in->buf, MSG_INPUT_SIZE);
 	while (r < 0 && errno == EINTR);
-	if (r < 0)
+	if (r < 0) {
+		in->failed = 1;
 		return err_sys(err, ERR_IO, "cannot read the message");
+	}
 	in->pos = 0;
 	in->len = 0;
 	if (r == 0) {

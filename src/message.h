@@ -23,6 +23,7 @@ struct msg_input {
 	char *buf;                 /* MSG_INPUT_SIZE bytes */
 	size_t pos, len;           /* unread bytes are buf[pos..len) */
 	int eof;                   /* read(2) returned 0 */
+	int failed;                /* a read failed or timed out: nothing more */
 	long timeout;              /* seconds to wait for input; 0 = forever */
 };
 
@@ -30,8 +31,9 @@ void msg_input_init(struct msg_input *in, int fd);
 void msg_input_free(struct msg_input *in);
 /*
  * Make unread bytes available: 1 when there are some, 0 at end of input,
- * -1 on a read error (ERR_IO) or when timeout seconds pass (ERR_TEMP).
- * Reads only when the buffer is empty.
+ * -1 on a read error (ERR_IO) or when timeout seconds pass (ERR_TEMP);
+ * then failed is set and every later call fails too. Reads only when the
+ * buffer is empty.
  */
 int msg_input_fill(struct msg_input *in, struct err *err);
 

@@ -1,8 +1,9 @@
 /*
- * submit.c - one submission from the command line: the envelope from argv
- * (or the header with -t), the message through the header fix-ups, and
- * both durably into the queue. Nothing is left in the queue unless every
- * step succeeded.
+ * submit.c - one submission, from the command line or a -bs DATA: the
+ * envelope from argv or MAIL/RCPT (or the header with -t), local
+ * recipients through the aliases, local senders through sender_rewrite,
+ * the message through the header fix-ups, and both durably into the
+ * queue. Nothing is left in the queue unless every step succeeded.
  */
 #include "autoconf.h"
 
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include "address.h"
+#include "aliases.h"
 #include "log.h"
 #include "message.h"
 #include "submit.h"
@@ -51,53 +53,166 @@ envelope_address(const char *raw, const char *domain, char *out, size_t size,
 	return 0;
 }
 
+/* What a submission works with besides its envelope. */
+struct context {
+	const struct config *cfg;
+	char rewrite[ADDR_MAX + 1];   /* sender_rewrite as an addr-spec, or "" */
+	struct aliases *aliases;      /* loaded on first use */
+	int aliases_loaded;
+};
+
+/* sender_rewrite, checked: a full address ("Name <a@b>" is accepted). */
 static int
-resolve_sender(const struct config *cfg, const char *given,
+context_init(struct context *cx, const struct config *cfg, struct err *err)
+{
+	memset(cx, 0, sizeof(*cx));
+	cx->cfg = cfg;
+	if (cfg->sender_rewrite == NULL)
+		return 0;
+	if (addr_parse_sender(cfg->sender_rewrite, cx->rewrite,
+	    sizeof(cx->rewrite), err) < 0 || cx->rewrite[0] == '\0' ||
+	    addr_is_bare(cx->rewrite) || addr_validate(cx->rewrite, err) < 0)
+		return err_set(err, ERR_CONFIG, "%s: sender_rewrite \"%s\" is "
+		    "not a valid address with a domain", cfg->path,
+		    cfg->sender_rewrite);
+	return 0;
+}
+
+/* A sender for the envelope: local ones rewritten, else qualified. */
+static int
+envelope_sender(const struct context *cx, const char *raw, char *out,
+    size_t size, struct err *err)
+{
+	if (cx->rewrite[0] != '\0' && addr_validate(raw, NULL) == 0 &&
+	    addr_is_local(raw, cx->cfg->hostname))
+		return str_copy(out, cx->rewrite, size) < 0 ?
+		    err_set(err, ERR_INTERNAL, "sender_rewrite too long") : 0;
+	return envelope_address(raw, cx->cfg->domain, out, size, err);
+}
+
+static int
+resolve_sender(const struct context *cx, const char *given,
     const struct caller *who, char *out, size_t size, struct err *err)
 {
 	char parsed[ADDR_MAX + 1];
 
 	if (given == NULL)
-		return envelope_address(who->login, cfg->domain, out, size, err);
+		return envelope_sender(cx, who->login, out, size, err);
 	if (addr_parse_sender(given, parsed, sizeof(parsed), err) < 0)
 		return err_prefix(err, "bad sender address");
 	if (parsed[0] == '\0') {
 		out[0] = '\0';         /* the null sender */
 		return 0;
 	}
-	return envelope_address(parsed, cfg->domain, out, size, err);
+	return envelope_sender(cx, parsed, out, size, err);
 }
 
-/* Add recipients to the envelope, qualified and without duplicates. */
+/* The aliases file, read when the first local recipient needs it. */
 static int
-add_recipients(struct envelope *env, struct strlist *seen,
-    const struct strlist *addrs, const struct config *cfg, unsigned notify,
+context_aliases(struct context *cx, struct err *err)
+{
+	size_t bad;
+
+	if (cx->aliases_loaded)
+		return 0;
+	if (aliases_load(cx->cfg->aliases, &cx->aliases, err) < 0)
+		return -1;
+	cx->aliases_loaded = 1;
+	if ((bad = aliases_errors(cx->aliases)) > 0)
+		log_warn("%s: %zu line%s cannot be used; newaliases lists them",
+		    cx->cfg->aliases, bad, bad == 1 ? "" : "s");
+	return 0;
+}
+
+/* Local addresses through the aliases; all of them qualified. */
+static int
+expand_recipient(struct context *cx, const char *raw, struct strlist *out,
     struct err *err)
 {
+	const struct config *cfg = cx->cfg;
+	struct alias_ctx actx = { cfg->hostname, cfg->domain,
+	    cfg->max_alias_expansions };
+	struct strlist warn = { 0 };
+	int rc;
+
+	if (addr_validate(raw, err) < 0)
+		return err_prefix(err, "bad address <%s>", raw);
+	if (addr_is_local(raw, cfg->hostname) && context_aliases(cx, err) < 0)
+		return -1;
+	rc = aliases_expand(cx->aliases, raw, &actx, out, NULL, &warn, err);
+	for (size_t i = 0; i < warn.n; i++)
+		log_warn("%s", warn.v[i]);
+	strlist_free(&warn);
+	return rc;
+}
+
+/* Add recipients to the envelope, expanded, qualified, without duplicates. */
+static int
+add_recipients(struct envelope *env, struct strlist *seen,
+    const struct strlist *addrs, struct context *cx, unsigned notify,
+    struct err *err)
+{
+	const struct config *cfg = cx->cfg;
 	char qual[ADDR_MAX + 1];
 
 	for (size_t i = 0; i < addrs->n; i++) {
-		if (envelope_address(addrs->v[i], cfg->domain, qual, sizeof(qual),
-		    err) < 0)
+		struct strlist exp = { 0 };
+		int rc = expand_recipient(cx, addrs->v[i], &exp, err);
+
+		for (size_t j = 0; rc == 0 && j < exp.n; j++) {
+			if ((rc = envelope_address(exp.v[j], cfg->domain, qual,
+			    sizeof(qual), err)) < 0)
+				break;
+			if (strlist_has_ci(seen, qual))
+				continue;
+			if (seen->n >= (size_t)cfg->max_recipients) {
+				rc = err_set(err, ERR_DATA, "too many recipients "
+				    "(limit %ld)", cfg->max_recipients);
+				break;
+			}
+			strlist_add(seen, qual);
+			envelope_add_rcpt(env, qual, strcmp(qual, addrs->v[i]) ?
+			    addrs->v[i] : NULL, notify);
+			if (addr_is_utf8(qual))
+				env->smtputf8 = 1;
+		}
+		strlist_free(&exp);
+		if (rc < 0)
 			return -1;
-		if (strlist_has_ci(seen, qual))
-			continue;
-		if (seen->n >= (size_t)cfg->max_recipients)
-			return err_set(err, ERR_DATA,
-			    "too many recipients (limit %ld)", cfg->max_recipients);
-		strlist_add(seen, qual);
-		envelope_add_rcpt(env, qual, strcmp(qual, addrs->v[i]) ?
-		    addrs->v[i] : NULL, notify);
-		if (addr_is_utf8(qual))
-			env->smtputf8 = 1;
 	}
 	return 0;
 }
 
-int
-submit(const struct config *cfg, const struct submission *sub, int infd,
-    char qid[QID_LEN + 1], struct err *err)
+static int
+rewrite_from(const char *value, struct buf *out, const void *arg)
 {
+	const struct context *cx = arg;
+
+	return sender_rewrite_from(value, cx->rewrite, cx->cfg->hostname, out);
+}
+
+/* sender_from_header: with no -f, the From: address is the sender. */
+static void
+sender_from_header(const struct context *cx, const struct msg_info *info,
+    char *sender, size_t size)
+{
+	char s[ADDR_MAX + 1];
+	struct err e;
+
+	if (info->from_addr == NULL)
+		return;
+	if (envelope_sender(cx, info->from_addr, s, sizeof(s), &e) < 0) {
+		log_warn("sender_from_header: From: address ignored: %s", e.msg);
+		return;
+	}
+	str_copy(sender, s, size);
+}
+
+int
+submit(const struct config *cfg, const struct submission *sub,
+    struct msg_input *in, struct submit_result *res, struct err *err)
+{
+	struct context cx;
 	struct caller who;
 	struct strlist argv_rcpts = { 0 }, seen = { 0 };
 	struct queue q;
@@ -109,10 +224,14 @@ submit(const struct config *cfg, const struct submission *sub, int infd,
 	unsigned notify = sub->notify;
 	int rc = -1;
 
+	memset(res, 0, sizeof(*res));
 	memset(&info, 0, sizeof(info));
 	envelope_init(&env);
 	caller_identify(&who);
-	if (resolve_sender(cfg, sub->sender, &who, sender, sizeof(sender), err) < 0)
+	if (context_init(&cx, cfg, err) < 0)
+		goto out;
+	if (resolve_sender(&cx, sub->sender, &who, sender, sizeof(sender),
+	    err) < 0)
 		goto out;
 	for (size_t i = 0; i < sub->nrcpts; i++)
 		if (addr_parse_list(sub->rcpts[i], &argv_rcpts, err) < 0) {
@@ -142,11 +261,23 @@ submit(const struct config *cfg, const struct submission *sub, int infd,
 	mo.max_size = cfg->max_message_size;
 	mo.max_header_size = (size_t)cfg->max_header_size;
 	mo.max_headers = (size_t)cfg->max_headers;
-	if (message_read(infd, tx.datafd, &mo, &info, err) < 0)
+	mo.require_end = sub->smtp_data;
+	mo.crlf_dots = sub->crlf_dots;
+	if (cx.rewrite[0] != '\0') {
+		mo.from_rewrite = rewrite_from;
+		mo.from_rewrite_arg = &cx;
+	}
+	rc = message_read_input(in, tx.datafd, &mo, &info, err);
+	res->too_big = info.too_big;
+	res->ended = info.ended;
+	if (rc < 0)
 		goto out_tx;
+	rc = -1;
+	if (sub->sender == NULL && cfg->sender_from_header)
+		sender_from_header(&cx, &info, sender, sizeof(sender));
 
-	if (add_recipients(&env, &seen, &argv_rcpts, cfg, notify, err) < 0 ||
-	    add_recipients(&env, &seen, &info.rcpts, cfg, notify, err) < 0)
+	if (add_recipients(&env, &seen, &argv_rcpts, &cx, notify, err) < 0 ||
+	    add_recipients(&env, &seen, &info.rcpts, &cx, notify, err) < 0)
 		goto out_tx;
 	if (env.nrcpts == 0) {
 		err_set(err, ERR_USAGE, "no recipient addresses found in the message header");
@@ -164,7 +295,7 @@ submit(const struct config *cfg, const struct submission *sub, int infd,
 
 	if (queue_tx_commit(&tx, &env, err) < 0)
 		goto out_tx;
-	str_copy(qid, tx.id, QID_LEN + 1);
+	str_copy(res->qid, tx.id, sizeof(res->qid));
 	log_info("%s: from=<%s>, size=%llu, nrcpt=%zu, uid=%lu", tx.id, sender,
 	    env.size, env.nrcpts, (unsigned long)getuid());
 	rc = 0;
@@ -177,6 +308,7 @@ out:
 	envelope_free(&env);
 	strlist_free(&argv_rcpts);
 	strlist_free(&seen);
+	aliases_free(cx.aliases);
 	return rc;
 }
 
@@ -197,6 +329,14 @@ submit_message(const struct config *cfg, const struct request *req, int infd,
 		.envid = req->envid,
 		.body_type = req->body_type,
 	};
+	struct submit_result res;
+	struct msg_input in;
+	int rc;
 
-	return submit(cfg, &sub, infd, qid, err);
+	msg_input_init(&in, infd);
+	rc = submit(cfg, &sub, &in, &res, err);
+	msg_input_free(&in);
+	if (rc == 0)
+		str_copy(qid, res.qid, QID_LEN + 1);
+	return rc;
 }

@@ -7,6 +7,7 @@
 
 #include "cli.h"
 #include "config.h"
+#include "message.h"
 #include "queue.h"
 
 /* One message's envelope as the caller gave it (command line or -bs). */
@@ -22,17 +23,31 @@ struct submission {
 	const char *ret;             /* "FULL", "HDRS" or NULL */
 	const char *envid;
 	const char *body_type;       /* "8BITMIME", "7BIT" or NULL */
+	int smtp_data;               /* -bs DATA: the "." line must come; on a
+	                                refused message the rest is still read */
+	int crlf_dots;               /* only CRLF "." CRLF ends the message */
 };
 
-int submit(const struct config *cfg, const struct submission *sub, int infd,
-           char qid[QID_LEN + 1], struct err *err);
+struct submit_result {
+	char qid[QID_LEN + 1];       /* on success */
+	int too_big;                 /* refused: over max_message_size */
+	int ended;                   /* the "." line was read (dot_ends) */
+};
 
 /*
- * Read the message from infd and queue it. On success (0) the message is
- * fsynced in the queue and its id is in qid. On failure nothing is left in
- * the queue and err says why (ERR_USAGE no recipients, ERR_DATA bad message
- * or address, ERR_TEMP/ERR_CANTCREAT queue trouble).
+ * Read one message from in and queue it with the envelope of sub:
+ * aliases applied to local recipients (aliases.h), bare names qualified,
+ * sender_rewrite and sender_from_header applied, duplicates dropped. On
+ * success (0) the message is fsynced in the queue and res->qid names it.
+ * On failure nothing is left in the queue and err says why (ERR_USAGE no
+ * recipients, ERR_DATA bad message or address, ERR_CONFIG a bad
+ * sender_rewrite, ERR_TEMP/ERR_CANTCREAT queue or aliases file trouble,
+ * ERR_PROTO input ended before the "." line with smtp_data).
  */
+int submit(const struct config *cfg, const struct submission *sub,
+           struct msg_input *in, struct submit_result *res, struct err *err);
+
+/* The command line's submission: submit() with req's envelope from infd. */
 int submit_message(const struct config *cfg, const struct request *req,
                    int infd, char qid[QID_LEN + 1], struct err *err);
 

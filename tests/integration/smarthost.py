@@ -10,6 +10,13 @@ Every accepted message is recorded with its envelope. Faults are scripted
 per test: a reply for a given recipient, for MAIL or DATA, a number of
 transactions to refuse with 4xx first, or a connection dropped after the
 final dot.
+
+Fault injection (tests/reliability): Handler.set_fault(stage, action) makes
+the server misbehave at one point of the dialogue, on every connection or
+on the next `times` occasions: close the connection, reset it (RST),
+stall (never answer), answer 4xx, answer 5xx, or answer garbage. Stages are
+listed in STAGES, actions in ACTIONS; Handler.chooser (for example a
+RandomFaults) picks faults when none is scripted.
 """
 import argparse
 import asyncio
@@ -18,7 +25,10 @@ import hashlib
 import hmac
 import json
 import os
+import random
+import socket
 import ssl
+import struct
 import sys
 import logging
 import threading
@@ -60,6 +70,13 @@ class Handler:
         self.transactions = 0
         self.connections = 0
         self.used_mechanisms = []
+        # Fault injection: stage -> [action, times left or None for always].
+        self.faults = {}
+        self.chooser = None          # callable(stage, conn) -> action or None
+        self.faults_applied = []     # (stage, action), in order
+        self.dot_stall = 5.0         # a "dot" stall answers 250 after this (None: never)
+        self.store_on_lost_dot = True  # close/reset after the dot: the message was taken
+        self.open_connections = 0
 
     # --- SMTP hooks -------------------------------------------------------
     async def handle_MAIL(self, server, session, envelope, address, options):
@@ -80,6 +97,11 @@ class Handler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        act = self.take_fault("dot", server)
+        if act is not None:
+            reply = await self._dot_fault(act, server, session, envelope)
+            if reply is not None:
+                return reply
         with self.lock:
             self.transactions += 1
             if self.drop_after_dot > 0:
@@ -103,6 +125,64 @@ class Handler:
                            "mail_options": msg.mail_options, "auth": msg.auth,
                            "tls": msg.tls}, f, indent=1)
         return "250 2.0.0 Ok: queued as %d" % n
+
+    # --- fault injection ------------------------------------------------------
+    def set_fault(self, stage, action, times=None):
+        """Misbehave at stage with action: always, or the next `times` times."""
+        if stage not in STAGES or action not in ACTIONS:
+            raise ValueError("unknown fault %s/%s" % (stage, action))
+        if stage == "tls" and action in ("4xx", "5xx"):
+            raise ValueError("a TLS handshake has no reply codes")
+        with self.lock:
+            self.faults[stage] = [action, times]
+
+    def clear_faults(self):
+        with self.lock:
+            self.faults.clear()
+            self.chooser = None
+
+    def take_fault(self, stage, conn):
+        """The action for this stage now, or None; counts it as applied."""
+        with self.lock:
+            f = self.faults.get(stage)
+            act = None
+            if f is not None:
+                act = f[0]
+                if f[1] is not None:
+                    f[1] -= 1
+                    if f[1] <= 0:
+                        del self.faults[stage]
+            elif self.chooser is not None:
+                act = self.chooser(stage, conn)
+            if act is not None:
+                self.faults_applied.append((stage, act))
+            return act
+
+    def record(self, envelope, session, server):
+        with self.lock:
+            self.transactions += 1
+            msg = Message(envelope, session, server)
+            self.messages.append(msg)
+            return len(self.messages)
+
+    async def _dot_fault(self, act, server, session, envelope):
+        """After the final dot, before the reply. None: answer normally."""
+        if act in ("close", "reset"):
+            # The worst case for the client: the message was taken, the
+            # reply is lost (the one duplicate SMTP allows).
+            if self.store_on_lost_dot:
+                self.record(envelope, session, server)
+            server.fault_hangup(act == "reset")
+            await server.fault_hang()
+        if act == "stall":
+            if self.dot_stall is None:
+                await server.fault_hang()
+            await asyncio.sleep(self.dot_stall)
+            return None
+        if act == "garbage":
+            server.fault_garbage()
+            await server.fault_hang()
+        return FAULT_REPLIES[act] % "end of data"
 
     # --- AUTH ---------------------------------------------------------------
     def authenticator(self, server, session, envelope, mechanism, auth_data):
@@ -172,6 +252,222 @@ class CountingSMTP(SMTP):
         await super()._handle_client()
 
 
+STAGES = ("greeting", "ehlo", "starttls", "tls", "auth", "mail", "rcpt", "data",
+          "body", "dot", "rset", "quit")
+ACTIONS = ("close", "reset", "stall", "4xx", "5xx", "garbage")
+FAULT_REPLIES = {"4xx": "451 4.3.0 Injected temporary failure at %s",
+                 "5xx": "554 5.3.0 Injected permanent failure at %s"}
+GARBAGE = b"garbage \x00\xff\x1b[2J this is not SMTP\r\n"
+
+
+class FaultySMTP(CountingSMTP):
+    """aiosmtpd's SMTP with the Handler's faults applied at each stage; with
+    no fault scripted it behaves exactly like CountingSMTP."""
+
+    body_fault_after = 1        # "body" faults strike after this many data lines
+
+    def connection_made(self, transport):
+        first = self.transport is None
+        super().connection_made(transport)
+        if first:
+            with self.event_handler.lock:
+                self.event_handler.open_connections += 1
+            # A "body" stall must block the client's writes: keep the
+            # receive window small (set before any data flows).
+            f = self.event_handler.faults.get("body")
+            if f and f[0] == "stall":
+                sock = transport.get_extra_info("socket")
+                if sock is not None:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+
+    def connection_lost(self, error):
+        with self.event_handler.lock:
+            self.event_handler.open_connections -= 1
+        super().connection_lost(error)
+
+    # --- the actions ----------------------------------------------------------
+    def _raw_transport(self):
+        if self._original_transport is not None:
+            return self._original_transport
+        t = self.transport
+        proto = getattr(t, "_ssl_protocol", None)
+        return proto._transport if proto is not None else t
+
+    def fault_hangup(self, reset):
+        raw = self._raw_transport()
+        if raw is None:
+            return
+        if reset:
+            sock = raw.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                struct.pack("ii", 1, 0))
+            raw.abort()
+        else:
+            if self.transport is not None and self.transport is not raw:
+                self.transport.close()
+            raw.close()
+
+    def fault_garbage(self):
+        raw = self._raw_transport() if self._tls_protocol is None else self.transport
+        if raw is not None:
+            raw.write(GARBAGE)
+
+    async def fault_hang(self):
+        """Never answer; ends when the client goes away (the coroutine is
+        cancelled by connection_lost)."""
+        await self.loop.create_future()
+
+    async def _inject(self, stage, what=None):
+        """Apply a fault at stage, if any. True: the command was handled."""
+        act = self.event_handler.take_fault(stage, self)
+        if act is None:
+            return False
+        if act in ("close", "reset"):
+            self.fault_hangup(act == "reset")
+            await self.fault_hang()
+        elif act == "stall":
+            await self.fault_hang()
+        elif act == "garbage":
+            self.fault_garbage()
+            await self.fault_hang()
+        else:
+            await self.push(FAULT_REPLIES[act] % (what or stage))
+        return True
+
+    # --- the stages -----------------------------------------------------------
+    async def _handle_client(self):
+        self.event_handler.connections += 1
+        act = self.event_handler.take_fault("greeting", self)
+        if act is None:
+            return await SMTP._handle_client(self)
+        if act in ("close", "reset"):
+            self.fault_hangup(act == "reset")
+            return
+        if act == "garbage":
+            self.fault_garbage()
+        if act in ("stall", "garbage"):
+            await self.fault_hang()
+        await self.push(FAULT_REPLIES[act] % "greeting")
+        # A refusing server still answers QUIT (RFC 5321 3.1).
+        try:
+            while self.transport is not None:
+                line = await self._reader.readuntil()
+                if line.strip().upper() == b"QUIT":
+                    await self.push("221 2.0.0 Bye")
+                    self.transport.close()
+                    return
+                await self.push("503 5.5.1 Bad sequence of commands")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+
+    async def smtp_STARTTLS(self, arg):
+        if await self._inject("starttls", "STARTTLS"):
+            return
+        act = self.event_handler.take_fault("tls", self)
+        if act is None:
+            return await SMTP.smtp_STARTTLS(self, arg)
+        await self.push("220 Ready to start TLS")
+        if act in ("close", "reset"):
+            self.fault_hangup(act == "reset")
+        elif act == "garbage":
+            self.fault_garbage()
+        await self.fault_hang()
+
+    async def smtp_DATA(self, arg):
+        if await self._inject("data", "DATA"):
+            return
+        if "body" not in self.event_handler.faults and self.event_handler.chooser is None:
+            return await SMTP.smtp_DATA(self, arg)
+        if not self.envelope.rcpt_tos or arg:
+            return await SMTP.smtp_DATA(self, arg)
+        act = self.event_handler.take_fault("body", self)
+        if act is None:
+            return await SMTP.smtp_DATA(self, arg)
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        if act == "stall":
+            await self.fault_hang()         # read nothing more
+        ended = False
+        for _ in range(self.body_fault_after):
+            if await self._reader.readuntil(b"\r\n") == b".\r\n":
+                ended = True
+                break
+        if act in ("close", "reset"):
+            self.fault_hangup(act == "reset")
+            await self.fault_hang()
+        # An early reply: read the rest of the data and throw it away, so
+        # the client finds the reply where it expects the one to its dot.
+        if act == "garbage":
+            self.fault_garbage()
+        else:
+            await self.push(FAULT_REPLIES[act] % "message body")
+        while not ended:
+            ended = await self._reader.readuntil(b"\r\n") == b".\r\n"
+        self._set_post_data_state()
+        if act == "garbage":
+            await self.fault_hang()
+
+
+def _faulty_command(name, stage):
+    base = getattr(SMTP, name)
+
+    async def method(self, arg):
+        if await self._inject(stage, name[5:]):
+            return
+        await base(self, arg)
+    for attr in ("__smtp_syntax__", "__smtp_syntax_extended__", "__smtp_syntax_when__"):
+        if hasattr(base, attr):
+            setattr(method, attr, getattr(base, attr))
+    method.__name__ = name
+    return method
+
+
+for _name, _stage in (("smtp_EHLO", "ehlo"), ("smtp_AUTH", "auth"), ("smtp_MAIL", "mail"),
+                      ("smtp_RCPT", "rcpt"), ("smtp_RSET", "rset"), ("smtp_QUIT", "quit")):
+    setattr(FaultySMTP, _name, _faulty_command(_name, _stage))
+
+
+class RandomFaults:
+    """A Handler.chooser: each transaction (decided at MAIL) meets a fault
+    with probability `rate`, at a stage drawn from `stages` and an action
+    drawn from `actions`; `conn_rate` does the same per connection for the
+    connection stages. Thread-safe through the Handler's lock."""
+
+    TX_STAGES = ("mail", "rcpt", "data", "body", "dot", "rset")
+    CONN_STAGES = ("greeting", "ehlo", "starttls", "tls", "auth", "quit")
+
+    def __init__(self, rate=0.2, actions=("4xx",), stages=("mail", "rcpt", "data", "dot"),
+                 conn_rate=0.0, conn_stages=(), seed=None, exclude=(("body", "stall"),)):
+        # A body stall needs a small receive window set at connect time.
+        self.exclude = set(exclude)
+        self.rate, self.actions, self.stages = rate, tuple(actions), tuple(stages)
+        self.conn_rate, self.conn_stages = conn_rate, tuple(conn_stages)
+        self.rng = random.Random(seed)
+        self.plan = {}               # id(conn) -> {stage: action}
+
+    def _draw(self, stages):
+        stage = self.rng.choice(stages)
+        acts = [a for a in self.actions
+                if not (stage == "tls" and a in ("4xx", "5xx"))
+                and (stage, a) not in self.exclude] or ["close"]
+        return stage, self.rng.choice(acts)
+
+    def __call__(self, stage, conn):
+        plan = self.plan.setdefault(id(conn), {})
+        if stage == "greeting":
+            plan.clear()
+            if self.conn_stages and self.rng.random() < self.conn_rate:
+                s, a = self._draw(self.conn_stages)
+                plan[s] = a
+        elif stage == "mail":
+            for s in self.TX_STAGES:
+                plan.pop(s, None)
+            if self.stages and self.rng.random() < self.rate:
+                s, a = self._draw(self.stages)
+                plan[s] = a
+        return plan.pop(stage, None)
+
+
 class Smarthost:
     """One listening smarthost. tls: "none", "starttls" or "smtps"."""
 
@@ -211,7 +507,7 @@ class Smarthost:
 
 class _Controller(Controller):
     def factory(self):
-        return CountingSMTP(self.handler, **self.SMTP_kwargs)
+        return FaultySMTP(self.handler, **self.SMTP_kwargs)
 
 
 def _free_port(host):
