@@ -112,7 +112,8 @@ smtpd_tls_session_cache_database = btree:{d}/data/smtpd_scache
 smtpd_sasl_auth_enable = yes
 smtpd_sasl_type = cyrus
 smtpd_sasl_path = smtpd
-cyrus_sasl_config_path = {d}/sasl
+# Debian's Postfix looks in $config_directory/sasl whatever this says.
+cyrus_sasl_config_path = {d}/etc/sasl
 smtpd_sasl_local_domain = bench.test
 smtpd_sasl_security_options = noanonymous
 smtpd_sasl_tls_security_options = noanonymous
@@ -194,7 +195,7 @@ class Postfix:
         d = self.root = tempfile.mkdtemp(prefix="relayq-bench-postfix-")
         os.chmod(d, 0o755)
         pf = pwd.getpwnam("postfix")
-        for sub in ("etc", "queue", "data", "sasl"):
+        for sub in ("etc", "etc/sasl", "queue", "data"):
             os.mkdir(os.path.join(d, sub), 0o755)
         os.chown(os.path.join(d, "data"), pf.pw_uid, pf.pw_gid)
         self.tls_port, self.plain_port = free_ports(2)
@@ -203,7 +204,7 @@ class Postfix:
         shutil.copyfile(self.certs.server_key, key)
         os.chmod(key, 0o600)
         for name, text in (("etc/main.cf", MAIN_CF), ("etc/master.cf", MASTER_CF),
-                           ("sasl/smtpd.conf", SASL_CONF)):
+                           ("etc/sasl/smtpd.conf", SASL_CONF)):
             with open(os.path.join(d, name), "w") as f:
                 f.write(text.format(d=d, tls=self.tls_port, plain=self.plain_port))
         sasldb = os.path.join(d, "sasldb2")
@@ -248,8 +249,15 @@ class Postfix:
             conns = len(re.findall(pre + r"connect from", text))
             tls = len(re.findall(pre + r"\S+ TLS connection established", text))
             accepted = 0
-            for m in re.finditer(pre + r"disconnect from .* data=(\d+)", text):
-                accepted += int(m.group(1))
+            for m in re.finditer(pre + r"disconnect from .*", text):
+                # Messages accepted: successful DATA, or with CHUNKING the
+                # successful MAIL transactions (bdat= counts chunks).
+                d = re.search(r" data=(\d+)", m.group(0))
+                b = re.search(r" bdat=\d+.* mail=(\d+)|mail=(\d+).* bdat=\d+", m.group(0))
+                if d:
+                    accepted += int(d.group(1))
+                elif b:
+                    accepted += int(b.group(1) or b.group(2))
             out[port] = {"connections": conns, "tls": tls, "accepted": accepted,
                          "open": conns - len(re.findall(pre + r"disconnect from", text))}
         out["queued"] = len(re.findall(r"postfix/qmgr\[\d+\]: \w+: from=.*\(queue active\)",

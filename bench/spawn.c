@@ -16,7 +16,8 @@
  *
  * The command's stdout is /dev/null; its stderr is ours.
  * Output, one line per run: "run I USEC STATUS MAXRSS_KIB", then
- * "children_maxrss_kib K". Exit status 0 if every run exited 0.
+ * "failed F" (runs that did not exit 0) and "children_maxrss_kib K".
+ * Exit status 0 if every run exited 0.
  * Part of bench/; never used by the test suite.
  */
 #define _GNU_SOURCE
@@ -172,6 +173,7 @@ main(int argc, char **argv)
 			    ru.ru_maxrss);
 	}
 	getrusage(RUSAGE_CHILDREN, &ru);
+	printf("failed %d\n", failed);
 	printf("children_maxrss_kib %ld\n", ru.ru_maxrss);
 	return failed ? 1 : 0;
 }

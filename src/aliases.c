@@ -722,25 +722,29 @@ aliases_check(const struct aliases *a, const struct alias_ctx *ctx,
 
 /* --- sender rewriting ----------------------------------------------- */
 
-/* Skip the quoted string or (nested) comment opening at s[i]; returns the
- * index of its last character (or e - 1 when unterminated). */
+/* The index of the '"' or ')' that closes the quoted string or (nested)
+ * comment opening at s[i], or e - 1 when it is not closed. */
 static size_t
 skip_group(const char *s, size_t i, size_t e)
 {
-	int depth = 0;
-	char open = s[i];
+	int depth = 1;
 
-	for (; i < e; i++) {
-		if (s[i] == '\\' && i + 1 < e) {
-			i++;
-		} else if (open == '"') {
-			if (s[i] == '"' && depth++ > 0)
+	if (s[i] == '"') {
+		for (i++; i < e; i++) {
+			if (s[i] == '\\' && i + 1 < e)
+				i++;
+			else if (s[i] == '"')
 				return i;
-		} else if (s[i] == '(') {
-			depth++;
-		} else if (s[i] == ')' && --depth == 0) {
-			return i;
 		}
+		return e - 1;
+	}
+	for (i++; i < e; i++) {
+		if (s[i] == '\\' && i + 1 < e)
+			i++;
+		else if (s[i] == '(')
+			depth++;
+		else if (s[i] == ')' && --depth == 0)
+			return i;
 	}
 	return e - 1;
 }

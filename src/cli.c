@@ -450,6 +450,97 @@ check_lengths(int argc, char **argv, struct err *err)
 	return 0;
 }
 
+/* relayq's own tools, each a long option that must come first. */
+static const struct tool {
+	const char *name;
+	enum mode mode;
+	int min, max;           /* operands; max -1: no limit */
+	int all;                /* "ALL" alone means every entry */
+	const char *operand;    /* for messages */
+} tools[] = {
+	{ "--show", MODE_SHOW, 1, -1, 0, "a queue id" },
+	{ "--delete", MODE_DELETE, 1, -1, 1, "a queue id or ALL" },
+	{ "--retry", MODE_RETRY, 1, -1, 0, "a queue id" },
+	{ "--hold", MODE_HOLD, 1, -1, 1, "a queue id or ALL" },
+	{ "--release", MODE_RELEASE, 1, -1, 1, "a queue id or ALL" },
+	{ "--requeue", MODE_REQUEUE, 1, -1, 1, "a queue id or ALL" },
+	{ "--summary", MODE_SUMMARY, 0, 0, 0, "no argument" },
+	{ "--test", MODE_SELFTEST, 0, 1, 0, "at most one address" },
+};
+
+static const struct tool *
+find_tool(const char *a)
+{
+	for (size_t i = 0; i < sizeof(tools) / sizeof(tools[0]); i++)
+		if (strcmp(a, tools[i].name) == 0)
+			return &tools[i];
+	return NULL;
+}
+
+/* Only -v (repeatable) and -C file may sit between a tool and its operands. */
+static int
+tool_option(int argc, char **argv, int *ip, const struct tool *t,
+    struct request *req, struct err *err)
+{
+	char tmp[48];
+	const char *a = argv[(*ip)++];
+
+	if (a[1] == 'v' && a[1 + strspn(a + 1, "v")] == '\0') {
+		req->verbose += (int)strlen(a + 1);
+		if (req->verbose > 100)
+			req->verbose = 100;
+		return 0;
+	}
+	if (a[1] == 'C') {
+		if (a[2] != '\0')
+			return opt_path(&req->config_path, 'C', a + 2, err);
+		if (*ip < argc && argv[*ip] != NULL)
+			return opt_path(&req->config_path, 'C', argv[(*ip)++], err);
+		return err_set(err, ERR_USAGE, "option -C requires an argument");
+	}
+	return err_set(err, ERR_USAGE, "%s: illegal option %s (only -v and -C "
+	    "may follow it)", t->name, show(a, tmp, sizeof(tmp)));
+}
+
+/* "--show ID...": the tool, its options, its operands in req->rcpts. */
+static int
+parse_tool(int argc, char **argv, const struct tool *t, struct request *req,
+    struct err *err)
+{
+	const char *a;
+	int i = 2, n;
+
+	req->mode = t->mode;
+	while (i < argc && (a = argv[i]) != NULL && a[0] == '-' && a[1] != '\0') {
+		if (strcmp(a, "--") == 0) {
+			i++;
+			break;
+		}
+		if (tool_option(argc, argv, &i, t, req, err) < 0)
+			return -1;
+	}
+	req->rcpts = argv + i;
+	for (n = 0; i + n < argc && argv[i + n] != NULL; n++)
+		if (has_crlf(argv[i + n]))
+			return err_set(err, ERR_USAGE, "%s: line break in "
+			    "argument", t->name);
+	req->nrcpts = n;
+	if (n < t->min || (t->max >= 0 && n > t->max))
+		return err_set(err, ERR_USAGE, "%s takes %s%s", t->name,
+		    t->operand, t->max < 0 ? " (or several)" : "");
+	for (int k = 0; k < n; k++) {
+		if (strcmp(argv[i + k], "ALL") != 0)
+			continue;
+		if (!t->all)
+			return err_set(err, ERR_USAGE, "%s does not take ALL",
+			    t->name);
+		if (n > 1)
+			return err_set(err, ERR_USAGE, "%s: ALL must stand "
+			    "alone", t->name);
+	}
+	return 0;
+}
+
 /* "--version" and "--help", only as the first and only argument. */
 static int
 long_option(int argc, char **argv, int i, struct request *req,
@@ -465,6 +556,8 @@ long_option(int argc, char **argv, int i, struct request *req,
 		req->mode = a[2] == 'v' ? MODE_VERSION : MODE_HELP;
 		return 0;
 	}
+	if (find_tool(a) != NULL)
+		return err_set(err, ERR_USAGE, "%s must be the first argument", a);
 	return err_set(err, ERR_USAGE, "illegal option %s",
 	    show(a, tmp, sizeof(tmp)));
 }
@@ -514,6 +607,7 @@ int
 cli_parse(int argc, char **argv, enum mode start_mode, struct request *req,
     struct err *err)
 {
+	const struct tool *t;
 	const char *a;
 	int i = 1;
 
@@ -527,6 +621,8 @@ cli_parse(int argc, char **argv, enum mode start_mode, struct request *req,
 	}
 	if (check_lengths(argc, argv, err) < 0)
 		return -1;
+	if (argc > 1 && argv[1] != NULL && (t = find_tool(argv[1])) != NULL)
+		return parse_tool(argc, argv, t, req, err);
 	while (i < argc && (a = argv[i]) != NULL) {
 		if (a[0] != '-' || a[1] == '\0')
 			break;      /* first non-option: recipients follow */

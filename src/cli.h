@@ -30,6 +30,15 @@ enum mode {
 	MODE_UNAVAILABLE,     /* -bd, -bD: we never receive mail */
 	MODE_VERSION,         /* --version */
 	MODE_HELP,            /* --help */
+	/* relayq's own tools: a long option as the first argument */
+	MODE_SHOW,            /* --show ID... */
+	MODE_DELETE,          /* --delete ID... | ALL */
+	MODE_RETRY,           /* --retry ID... */
+	MODE_HOLD,            /* --hold ID... | ALL */
+	MODE_RELEASE,         /* --release ID... | ALL */
+	MODE_REQUEUE,         /* --requeue ID... | ALL (from failed/) */
+	MODE_SUMMARY,         /* --summary */
+	MODE_SELFTEST,        /* --test [ADDRESS] */
 };
 
 enum deliver_opt {
@@ -59,7 +68,9 @@ struct request {
 	int queue_force;          /* -qf: every entry, due or not */
 	const char *queue_id;     /* -qI<id> */
 	char **rcpts;             /* remaining arguments (each may be a list);
-	                             argv + first, so rcpts[nrcpts] == NULL */
+	                             argv + first, so rcpts[nrcpts] == NULL;
+	                             for the tools: their operands (ids, "ALL",
+	                             the --test address) */
 	int nrcpts;
 	const char *log_path;     /* -X file: names a file, so main drops privilege */
 	unsigned notify_mask;     /* -N as NOTIFY_* bits; 0 if not given */
@@ -77,6 +88,11 @@ void request_init(struct request *req);
  * point into argv (or are static constants for normalised values).
  * Also rejects what no mode can use: recipients in a mode that takes none,
  * no recipients and no -t when submitting or verifying.
+ *
+ * relayq's tools (--show, --delete, --retry, --hold, --release, --requeue,
+ * --summary, --test) must be the first argument; only -v and -C may
+ * follow before their operands, whose number is checked here (their
+ * syntax, such as a queue id's, is not).
  */
 int cli_parse(int argc, char **argv, enum mode start_mode, struct request *req,
               struct err *err);

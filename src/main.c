@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,12 +18,20 @@
 #include <sysexits.h>
 #include <unistd.h>
 
+#include "address.h"
+#include "aliases.h"
 #include "cli.h"
 #include "config.h"
 #include "log.h"
+#include "qtool.h"
 #include "queue.h"
+#include "relay.h"
 #include "runner.h"
+#include "selftest.h"
+#include "smtp.h"
+#include "smtpd.h"
 #include "submit.h"
+#include "tls.h"
 
 #define DEFAULT_CONFIG SYSCONFDIR "/relayq.conf"
 #define SAFE_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -128,7 +137,16 @@ usage(FILE *out)
 	    "       sendmail -bP                print the effective configuration\n"
 	    "       newaliases | sendmail -bi   check the aliases file\n"
 	    "options: -C file (other config; drops privileges), -N dsn, -R full|hdrs, -V envid,\n"
-	    "         -B 7BIT|8BITMIME, -G (no header fix-ups); see relayq(8).\n");
+	    "         -B 7BIT|8BITMIME, -G (no header fix-ups); see relayq(8).\n"
+	    "queue tools (first argument; -v and -C file may follow):\n"
+	    "       relayq --show ID...          envelope, recipients and header of an entry\n"
+	    "       relayq --delete ID...|ALL    remove entries (also from failed/)\n"
+	    "       relayq --retry ID...         deliver now (as -qI)\n"
+	    "       relayq --hold ID...|ALL      keep entries from delivery ('!' in mailq)\n"
+	    "       relayq --release ID...|ALL   deliver held entries again\n"
+	    "       relayq --requeue ID...|ALL   move entries from failed/ back to the queue\n"
+	    "       relayq --summary             one line of queue counts for monitoring\n"
+	    "       relayq --test [address]      check each smarthost: DNS, TLS, AUTH, VRFY\n");
 }
 
 static int
@@ -221,14 +239,275 @@ do_queue_run(const struct config *cfg, const struct request *req)
 	return st.errors ? EX_TEMPFAIL : EX_OK;
 }
 
+/* What -bs does with each message it queued. */
+struct smtp_delivery {
+	const struct config *cfg;
+	enum delivery_mode mode;
+	struct strlist ids;          /* foreground: delivered after the session */
+};
+
+static void
+smtp_queued(const char *qid, void *arg)
+{
+	struct smtp_delivery *d = arg;
+
+	switch (d->mode) {
+	case DELIVERY_BACKGROUND:
+		runner_background(d->cfg, qid);
+		break;
+	case DELIVERY_FOREGROUND:
+		strlist_add(&d->ids, qid);
+		break;
+	case DELIVERY_QUEUE:
+		runner_poke(d->cfg);
+		break;
+	}
+}
+
+/*
+ * Under inetd (and systemd with StandardError=inherit) stderr is the
+ * client's socket: nothing but SMTP replies may go there.
+ */
+static void
+protect_smtp_stream(void)
+{
+	struct stat e, o;
+	int fd;
+
+	if (fstat(STDERR_FILENO, &e) < 0 || fstat(STDOUT_FILENO, &o) < 0 ||
+	    e.st_dev != o.st_dev || e.st_ino != o.st_ino)
+		return;
+	if ((fd = open("/dev/null", O_WRONLY)) >= 0) {
+		dup2(fd, STDERR_FILENO);
+		if (fd != STDERR_FILENO)
+			close(fd);
+	}
+}
+
+/*
+ * -bs: an SMTP session on stdin/stdout. Each queued message is delivered
+ * as -od/the config say: a background child per message, a poke to the
+ * queue daemon, or (-odi) in this process once the session is over, so
+ * that the client's dialogue is never held up by the network.
+ */
+static int
+do_smtp(const struct config *cfg, const struct request *req)
+{
+	struct smtp_delivery d = { .cfg = cfg, .mode = delivery_of(cfg, req) };
+	struct smtpd_opts o = {
+		.infd = STDIN_FILENO, .outfd = STDOUT_FILENO,
+		.no_fixups = req->no_fixups, .full_name = req->full_name,
+		.queued = smtp_queued, .arg = &d,
+	};
+	struct err err;
+	unsigned nqueued;
+	int rc;
+
+	signal(SIGPIPE, SIG_IGN);
+	protect_smtp_stream();
+	rc = smtpd_session(cfg, &o, &nqueued, &err);
+	if (rc < 0)
+		log_warn("-bs session: %s", err.msg);
+	for (size_t i = 0; i < d.ids.n; i++) {
+		struct run_opts ro = { .force = 1, .only_id = d.ids.v[i],
+		    .report = req->verbose > 0 };
+		struct run_stats st;
+		struct err derr;
+
+		if (runner_run(cfg, &ro, &st, &derr) < 0)
+			log_warn("%s: delivery: %s (the message stays queued)",
+			    d.ids.v[i], derr.msg);
+	}
+	strlist_free(&d.ids);
+	return rc < 0 ? exit_code(err.cls) : EX_OK;
+}
+
+/* -bv -v: ask the first smarthost about each address with VRFY. */
+static int
+verify_smarthost(const struct config *cfg, const struct strlist *addrs)
+{
+	const struct smarthost *sh;
+	struct smtp_params p;
+	struct tls_client *tls = NULL;
+	struct smtp_session *s = NULL;
+	struct buf secret;
+	struct err err;
+	int rc = EX_OK;
+
+	if (cfg->nsmarthosts == 0) {
+		log_user("-bv -v: no smarthost configured");
+		return EX_UNAVAILABLE;
+	}
+	sh = &cfg->smarthosts[0];
+	memset(&p, 0, sizeof(p));
+	p.sh = sh;
+	p.helo_name = cfg->hostname;
+	buf_init(&secret, 0);
+	if (sh->tls != TLS_NONE && (tls = tls_client_new(sh, &err)) == NULL)
+		goto failed;
+	p.tls = tls;
+	if (sh->username != NULL && relay_secret(sh, &secret, &err) < 0)
+		goto failed;
+	p.secret = secret.data;
+	if (smtp_open(&p, &s, &err) < 0) {
+		buf_wipe_free(&secret);
+		goto failed;
+	}
+	buf_wipe_free(&secret);
+	for (size_t i = 0; i < addrs->n; i++) {
+		struct smtp_reply r;
+
+		if (smtp_vrfy(s, addrs->v[i], &r, &err) < 0) {
+			smtp_close(s);
+			goto failed;
+		}
+		printf("%s... smarthost %s (%s): %s\n", addrs->v[i], sh->name,
+		    smtp_peer(s), r.text);
+		if (r.code == 550 || r.code == 551 || r.code == 553)
+			rc = EX_NOUSER;
+	}
+	smtp_close(s);
+	tls_client_free(tls);
+	return rc;
+failed:
+	tls_client_free(tls);
+	log_user("smarthost %s (%s): %s", sh->name, sh->host, err.msg);
+	return exit_code(err.cls);
+}
+
+/* One -bv address: its alias expansion and qualified result, or why not. */
+static int
+verify_address(const struct config *cfg, const struct aliases *al,
+    const char *addr, struct strlist *all)
+{
+	struct alias_ctx actx = { cfg->hostname, cfg->domain,
+	    cfg->max_alias_expansions };
+	struct strlist exp = { 0 }, warn = { 0 };
+	struct err err;
+	int aliased = 0, rc;
+
+	rc = addr_validate(addr, &err);
+	if (rc == 0)
+		rc = aliases_expand(al, addr, &actx, &exp, &aliased, &warn, &err);
+	for (size_t i = 0; rc == 0 && i < exp.n; i++)
+		rc = addr_validate(exp.v[i], &err);
+	for (size_t i = 0; i < warn.n; i++)
+		fprintf(stderr, "%s: %s\n", log_progname(), warn.v[i]);
+	if (rc < 0) {
+		printf("%s... undeliverable: %s\n", addr, err.msg);
+	} else {
+		printf("%s... deliverable: %s", addr, aliased ? "expands to " : "");
+		for (size_t i = 0; i < exp.n; i++) {
+			printf("%s<%s>", i > 0 ? ", " : "", exp.v[i]);
+			if (!strlist_has_ci(all, exp.v[i]))
+				strlist_add(all, exp.v[i]);
+		}
+		printf("\n");
+	}
+	strlist_free(&exp);
+	strlist_free(&warn);
+	return rc;
+}
+
+/*
+ * -bv: for each address, the alias expansion and the qualified result
+ * (EX_NOUSER when any is invalid); with -v the first smarthost is asked
+ * with VRFY too, as Python's smtplib verify() does.
+ */
+static int
+do_verify(const struct config *cfg, const struct request *req)
+{
+	struct aliases *al = NULL;
+	struct strlist all = { 0 };
+	struct err err;
+	int rc = EX_OK;
+
+	if (aliases_load(cfg->aliases, &al, &err) < 0)
+		return fail(&err);
+	for (int i = 0; i < req->nrcpts; i++) {
+		struct strlist list = { 0 };
+		char shown[256];
+
+		str_escape(req->rcpts[i], strlen(req->rcpts[i]), shown, sizeof(shown));
+		if (addr_parse_list(req->rcpts[i], &list, &err) < 0 || list.n == 0) {
+			printf("%s... undeliverable: %s\n", shown,
+			    list.n == 0 && err.cls == ERR_OK ? "no address" : err.msg);
+			rc = EX_NOUSER;
+		}
+		for (size_t j = 0; j < list.n; j++)
+			if (verify_address(cfg, al, list.v[j], &all) < 0)
+				rc = EX_NOUSER;
+		strlist_free(&list);
+		err.cls = ERR_OK;
+	}
+	aliases_free(al);
+	if (fflush(stdout) != 0)
+		rc = EX_IOERR;
+	if (req->verbose > 0 && all.n > 0) {
+		int vrc = verify_smarthost(cfg, &all);
+
+		if (rc == EX_OK)
+			rc = vrc;
+		if (fflush(stdout) != 0)
+			rc = EX_IOERR;
+	}
+	strlist_free(&all);
+	return rc;
+}
+
+/* --show, --delete, --retry, --hold, --release, --requeue, --summary. */
+static int
+do_queue_tool(const struct config *cfg, const struct request *req)
+{
+	struct err err;
+
+	if (qtool_run(cfg, req, &err) < 0)
+		return fail(&err);
+	return EX_OK;
+}
+
+/* --test [address]: the connectivity self-test, for operators only. */
+static int
+do_selftest(const struct config *cfg, const struct request *req)
+{
+	struct err err;
+
+	if (!qtool_caller_ok()) {
+		log_user("--test: only root and members of the %s group may use it",
+		    RELAYQ_GROUP);
+		return EX_NOPERM;
+	}
+	if (selftest_run(cfg, req->nrcpts > 0 ? req->rcpts[0] : NULL, stdout,
+	    &err) < 0)
+		return fail(&err);
+	return EX_OK;
+}
+
+/*
+ * -bi, newaliases: there is no database to build; check the file and
+ * report each problem as FILE:LINE: message. Silent when all is well
+ * (as Postfix's newaliases); a missing file is no aliases.
+ */
 static int
 do_newaliases(const struct config *cfg)
 {
-	if (access(cfg->aliases, R_OK) < 0 && errno != ENOENT) {
-		log_user("cannot read %s: %s", cfg->aliases, strerror(errno));
-		return EX_NOINPUT;
+	struct alias_ctx actx = { cfg->hostname, cfg->domain,
+	    cfg->max_alias_expansions };
+	struct strlist problems = { 0 };
+	struct aliases *al;
+	struct err err;
+	size_t errors;
+
+	if (aliases_load(cfg->aliases, &al, &err) < 0) {
+		log_user("%s", err.msg);
+		return err.cls == ERR_DATA ? EX_DATAERR : EX_NOINPUT;
 	}
-	return EX_OK;
+	errors = aliases_check(al, &actx, &problems);
+	for (size_t i = 0; i < problems.n; i++)
+		fprintf(stderr, "%s\n", problems.v[i]);
+	strlist_free(&problems);
+	aliases_free(al);
+	return errors > 0 ? EX_DATAERR : EX_OK;
 }
 
 int
@@ -294,8 +573,26 @@ main(int argc, char **argv)
 	case MODE_NEWALIASES:
 		rc = do_newaliases(cfg);
 		break;
+	case MODE_SMTP:
+		rc = do_smtp(cfg, &req);
+		break;
+	case MODE_VERIFY:
+		rc = do_verify(cfg, &req);
+		break;
 	case MODE_QUEUE_RUN:
 		rc = do_queue_run(cfg, &req);
+		break;
+	case MODE_SHOW:
+	case MODE_DELETE:
+	case MODE_RETRY:
+	case MODE_HOLD:
+	case MODE_RELEASE:
+	case MODE_REQUEUE:
+	case MODE_SUMMARY:
+		rc = do_queue_tool(cfg, &req);
+		break;
+	case MODE_SELFTEST:
+		rc = do_selftest(cfg, &req);
 		break;
 	default:
 		log_user("this mode is not available yet in relayq %s", PACKAGE_VERSION);

@@ -956,7 +956,7 @@ rd_segment(struct mstate *st, const char **p, size_t *n, int *eol, int *crlf)
 		size_t avail, i;
 		int r;
 
-		if ((r = msg_input_fill(in, st->err)) <= 0)
+		if (in->pos == in->len && (r = msg_input_fill(in, st->err)) <= 0)
 			return r;
 		b = in->buf + in->pos;
 		avail = in->len - in->pos;
@@ -975,9 +975,10 @@ rd_segment(struct mstate *st, const char **p, size_t *n, int *eol, int *crlf)
 			continue;
 		*crlf = 0;
 		if (b[0] == '\r') {
-			if ((r = msg_input_fill(in, st->err)) < 0)
+			if (in->pos == in->len &&
+			    (r = msg_input_fill(in, st->err)) < 0)
 				return -1;
-			if (r > 0 && in->buf[in->pos] == '\n') {
+			if (in->pos < in->len && in->buf[in->pos] == '\n') {
 				in->pos++;
 				*crlf = 1;
 			}

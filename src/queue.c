@@ -2,7 +2,8 @@
  * queue.c - the durable spool. Owns queue ids, the envelope file format,
  * the commit protocol (tmp -> fsync -> rename -> fsync dir), per-entry
  * flocks, state updates, removal, failed/ and corrupt/, garbage cleanup and
- * the mailq listing. Nothing outside this file knows the on-disk layout.
+ * the mailq listing, and the operator's tools (show, delete, hold, requeue,
+ * counts). Nothing outside this file knows the on-disk layout.
  *
  * Envelope format (env/ID), version 1. Plain text, LF line endings, every
  * line at most ENV_LINE_MAX bytes, no control characters anywhere:
@@ -20,6 +21,8 @@
  *	last-attempt: 0                unix seconds, 0 = never
  *	next-attempt: 0                unix seconds, 0 = now
  *	last-error: text               optional, shown by mailq
+ *	held: 1                        optional: on hold, never delivered
+ *	                               by a run until released
  *	rcpt: pending bob@example.com  pending | sent | failed, and address
  *	rcpt-orcpt: rfc822;bob@x       optional lines that belong to the
  *	rcpt-notify: success,failure     rcpt line above them; notify is a
@@ -531,6 +534,8 @@ format_envelope(const struct envelope *env, struct buf *out, struct err *err)
 	if (env->last_error != NULL &&
 	    put_text(&b, "last-error", env->last_error, err) < 0)
 		goto out;
+	if (env->held && put_line(&b, "held", "1", err) < 0)
+		goto out;
 	for (i = 0; i < env->nrcpts; i++)
 		if (put_rcpt(&b, &env->rcpts[i], err) < 0)
 			goto out;
@@ -560,7 +565,7 @@ envelope_format(const struct envelope *env, struct buf *out)
 
 enum key {
 	K_ID, K_CREATED, K_SIZE, K_SENDER, K_BODY, K_SMTPUTF8, K_RET, K_ENVID,
-	K_ATTEMPTS, K_LAST_ATTEMPT, K_NEXT_ATTEMPT, K_LAST_ERROR,
+	K_ATTEMPTS, K_LAST_ATTEMPT, K_NEXT_ATTEMPT, K_LAST_ERROR, K_HELD,
 	K_RCPT, K_RCPT_ORCPT, K_RCPT_NOTIFY, K_RCPT_DSN, K_RCPT_ERROR,
 	K_NKEYS
 };
@@ -570,7 +575,7 @@ static const char *const key_names[K_NKEYS] = {
 	[K_SENDER] = "sender", [K_BODY] = "body", [K_SMTPUTF8] = "smtputf8",
 	[K_RET] = "ret", [K_ENVID] = "envid", [K_ATTEMPTS] = "attempts",
 	[K_LAST_ATTEMPT] = "last-attempt", [K_NEXT_ATTEMPT] = "next-attempt",
-	[K_LAST_ERROR] = "last-error", [K_RCPT] = "rcpt",
+	[K_LAST_ERROR] = "last-error", [K_HELD] = "held", [K_RCPT] = "rcpt",
 	[K_RCPT_ORCPT] = "rcpt-orcpt", [K_RCPT_NOTIFY] = "rcpt-notify",
 	[K_RCPT_DSN] = "rcpt-dsn", [K_RCPT_ERROR] = "rcpt-error",
 };
@@ -762,6 +767,12 @@ parse_header(struct parser *p, enum key k, const char *val)
 		return 0;
 	case K_LAST_ERROR:
 		env->last_error = xstrdup(val);
+		return 0;
+	case K_HELD:
+		/* Written only when set, so "1" is the one form that round-trips. */
+		if (strcmp(val, "1") != 0)
+			return perr(p, "held: expected 1");
+		env->held = 1;
 		return 0;
 	default:
 		return perr(p, "internal: bad header key");
@@ -1481,8 +1492,8 @@ queue_cleanup(struct queue *q, long grace, struct err *err)
 /*
  * Postfix postqueue -p layout: its header and 41-column recipient indent,
  * which scripts and eyes know; the longer id just widens the entry line.
- * After the id comes a status char: ' ', '*' being delivered, '!'
- * reserved for held entries.
+ * After the id comes a status char: ' ', '*' being delivered, '!' on
+ * hold (as Postfix marks its hold queue).
  */
 #define LIST_HEADER    "-Queue ID-  --Size-- ----Arrival Time---- " \
 	"-Sender/Recipient-------"
@@ -1504,8 +1515,8 @@ list_entry(FILE *out, const char *id, const struct envelope *env, int busy)
 		str_copy(esc, "MAILER-DAEMON", escsize);
 	else
 		escape_str(env->sender, esc, escsize);
-	fprintf(out, "%s%c %8llu %-20s %s\n", id, busy ? '*' : ' ', env->size,
-	    when, esc);
+	fprintf(out, "%s%c %8llu %-20s %s\n", id,
+	    env->held ? '!' : busy ? '*' : ' ', env->size, when, esc);
 	if (env->last_error != NULL && env->last_error[0] != '\0') {
 		escape_str(env->last_error, esc, escsize);
 		/* Postfix right-aligns the reason in 78 columns. */
@@ -1560,4 +1571,684 @@ queue_list(struct queue *q, FILE *out, struct err *err)
 	if (fflush(out) == EOF || ferror(out))
 		return err_sys(err, ERR_IO, "write queue listing");
 	return 0;
+}
+
+/* ---- operator tools ----------------------------------------------------- */
+
+#define SHOW_HEADER_MAX (1024 * 1024)   /* header bytes --show prints */
+#define SHOW_LINE_MAX   4096            /* longer lines are cut with "..." */
+
+static int
+bad_id(const char *id, struct err *err)
+{
+	char esc[64];
+
+	escape_str(id != NULL ? id : "", esc, sizeof(esc));
+	return err_set(err, ERR_USAGE, "not a queue id: \"%s\"", esc);
+}
+
+/* Does sub/<id><suffix> exist (as anything)? */
+static int
+entry_exists(const struct queue *q, const char *sub, const char *id,
+    const char *suffix)
+{
+	char path[QPATH_MAX];
+	struct stat st;
+
+	if (qpath(q, path, sizeof(path), "%s/%s%s", sub, id, suffix) < 0)
+		return 0;
+	return lstat(path, &st) == 0;
+}
+
+/*
+ * Open failed/ID.env and lock it without waiting: requeue and delete hold
+ * that lock, so two operators never work on one failed entry at once.
+ */
+static enum qop
+lock_failed(struct queue *q, const char *id, int *fdp, struct err *err)
+{
+	char path[QPATH_MAX];
+	struct stat fst, pst;
+	int fd, e;
+
+	*fdp = -1;
+	qpath(q, path, sizeof(path), "failed/%s.env", id);
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return QOP_MISSING;
+		err_sys(err, errno == ELOOP ? ERR_DATA : ERR_TEMP, "open %s",
+		    path);
+		return QOP_ERROR;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		e = errno;
+		close(fd);
+		if (e == EWOULDBLOCK)
+			return QOP_BUSY;
+		errno = e;
+		err_sys(err, ERR_TEMP, "lock %s", path);
+		return QOP_ERROR;
+	}
+	/* Removed or replaced before we had the lock: not ours any more. */
+	if (fstat(fd, &fst) < 0 || lstat(path, &pst) < 0 ||
+	    fst.st_ino != pst.st_ino || fst.st_dev != pst.st_dev) {
+		close(fd);
+		return QOP_MISSING;
+	}
+	if (!S_ISREG(fst.st_mode)) {
+		close(fd);
+		err_set(err, ERR_DATA, "%s is not a regular file", path);
+		return QOP_ERROR;
+	}
+	*fdp = fd;
+	return QOP_DONE;
+}
+
+/* Remove failed/ID.env, then failed/ID.data; the caller holds the lock. */
+static enum qop
+drop_failed(struct queue *q, const char *id, struct err *err)
+{
+	char path[QPATH_MAX];
+
+	qpath(q, path, sizeof(path), "failed/%s.env", id);
+	if (unlink(path) < 0) {
+		err_sys(err, ERR_TEMP, "remove %s", path);
+		return QOP_ERROR;
+	}
+	qpath(q, path, sizeof(path), "failed/%s.data", id);
+	if (unlink(path) < 0 && errno != ENOENT) {
+		err_sys(err, ERR_TEMP, "remove %s", path);
+		fsync_subdir(q, "failed");
+		return QOP_ERROR;
+	}
+	if (fsync_subdir(q, "failed") < 0) {
+		err_sys(err, ERR_TEMP, "fsync %s/failed", q->dir);
+		return QOP_ERROR;
+	}
+	return QOP_DONE;
+}
+
+int
+queue_find(struct queue *q, const char *id, struct envelope *env,
+    enum qwhere *where, int *busy, struct err *err)
+{
+	char path[QPATH_MAX];
+	int fd, rc, dummy;
+
+	*where = QW_NONE;
+	envelope_init(env);
+	if (busy == NULL)
+		busy = &dummy;
+	*busy = 0;
+	if (!qid_valid(id))
+		return bad_id(id, err);
+	rc = peek_entry(q, id, env, busy, err);
+	if (rc != 0) {
+		if (rc == 1)
+			*where = QW_QUEUE;
+		return rc < 0 ? -1 : 0;
+	}
+	qpath(q, path, sizeof(path), "failed/%s.env", id);
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return 0;
+		return err_sys(err, errno == ELOOP ? ERR_DATA : ERR_TEMP,
+		    "open %s", path);
+	}
+	rc = load_fd(fd, id, env, err);
+	close(fd);
+	if (rc < 0)
+		return err_prefix(err, "failed/%s.env", id);
+	*where = QW_FAILED;
+	return 0;
+}
+
+/*
+ * Length of the UTF-8 sequence at p if it is valid and printable on a
+ * terminal (no C1 controls, no surrogates, no overlong forms), else 0.
+ */
+static size_t
+utf8_printable(const unsigned char *p, size_t n)
+{
+	unsigned cp;
+	size_t len;
+
+	if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+		len = 2;
+		cp = p[0] & 0x1f;
+	} else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		len = 3;
+		cp = p[0] & 0x0f;
+	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		len = 4;
+		cp = p[0] & 0x07;
+	} else
+		return 0;
+	if (len > n)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (p[i] & 0x3f);
+	}
+	if (cp < 0xa0 || (len == 3 && cp < 0x800) ||
+	    (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return len;
+}
+
+/* Untrusted text for the operator's terminal: printable ASCII, tabs and
+ * printable UTF-8 as they are, every other byte as \xNN. */
+static void
+put_safe(FILE *out, const char *s, size_t n)
+{
+	const unsigned char *p = (const unsigned char *)s;
+
+	for (size_t i = 0; i < n;) {
+		size_t u;
+
+		if (p[i] == '\\') {
+			fputs("\\\\", out);
+			i++;
+		} else if ((p[i] >= 0x20 && p[i] < 0x7f) || p[i] == '\t') {
+			fputc(p[i++], out);
+		} else if ((u = utf8_printable(p + i, n - i)) > 0) {
+			fwrite(p + i, 1, u, out);
+			i += u;
+		} else
+			fprintf(out, "\\x%02x", p[i++]);
+	}
+}
+
+static void
+show_field(FILE *out, const char *key, const char *val)
+{
+	fprintf(out, "%s: ", key);
+	put_safe(out, val, strlen(val));
+	fputc('\n', out);
+}
+
+/* "2024-01-02 03:04:05 +0000 (1704164645)", or never_text for 0. */
+static void
+show_time(FILE *out, const char *key, time_t t, const char *never_text)
+{
+	char when[64];
+	struct tm tm;
+
+	if (t == 0 && never_text != NULL) {
+		fprintf(out, "%s: %s\n", key, never_text);
+		return;
+	}
+	if (localtime_r(&t, &tm) == NULL ||
+	    strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S %z", &tm) == 0)
+		str_copy(when, "?", sizeof(when));
+	fprintf(out, "%s: %s (%lld)\n", key, when, (long long)t);
+}
+
+static void
+show_rcpt(FILE *out, const struct rcpt *r)
+{
+	char notify[64] = "";
+
+	show_field(out, "recipient", r->addr);
+	fprintf(out, "  status: %s\n", status_names[r->status]);
+	if (r->dsn != NULL)
+		fprintf(out, "  dsn: %s\n", r->dsn);
+	if (r->error != NULL)
+		show_field(out, "  error", r->error);
+	if (r->orcpt != NULL)
+		show_field(out, "  orcpt", r->orcpt);
+	for (size_t i = 0; i < NITEMS(notify_names); i++)
+		if (r->notify & notify_names[i].bit) {
+			if (notify[0])
+				str_append(notify, ",", sizeof(notify));
+			str_append(notify, notify_names[i].name, sizeof(notify));
+		}
+	if (notify[0])
+		fprintf(out, "  notify: %s\n", notify);
+}
+
+static void
+show_envelope(FILE *out, const struct envelope *env, enum qwhere where,
+    int busy)
+{
+	const char *state = where == QW_FAILED ?
+	    "failed (in failed/; --requeue puts it back)" :
+	    env->held ? "on hold" : busy ? "being delivered" :
+	    env->attempts > 0 ? "deferred" : "queued, not tried yet";
+
+	fprintf(out, "id: %s\nstate: %s\n", env->id, state);
+	show_time(out, "arrival", env->created, NULL);
+	fprintf(out, "sender: <");
+	put_safe(out, env->sender, strlen(env->sender));
+	fprintf(out, ">\nsize: %llu\nbody: %s\nsmtputf8: %s\n", env->size,
+	    env->eightbit ? "8bitmime" : "7bit", env->smtputf8 ? "yes" : "no");
+	if (env->ret != RET_DEFAULT)
+		fprintf(out, "ret: %s\n", env->ret == RET_HDRS ? "hdrs" : "full");
+	if (env->envid != NULL)
+		show_field(out, "envid", env->envid);
+	fprintf(out, "attempts: %d\n", env->attempts);
+	show_time(out, "last attempt", env->last_attempt, "never");
+	if (where == QW_QUEUE)
+		show_time(out, "next attempt", env->next_attempt, "now");
+	fprintf(out, "held: %s\n", env->held ? "yes" : "no");
+	if (env->last_error != NULL)
+		show_field(out, "last error", env->last_error);
+	for (size_t i = 0; i < env->nrcpts; i++)
+		show_rcpt(out, &env->rcpts[i]);
+}
+
+/* The message header from a wire-form data file: CRLF and dot-stuffing
+ * undone, stopped at the empty line or after SHOW_HEADER_MAX bytes. */
+static int
+show_header(FILE *out, int fd, struct err *err)
+{
+	FILE *in = fdopen(fd, "r");
+	char *line = xmalloc(SHOW_LINE_MAX);
+	size_t n = 0, total = 0;
+	int c, cut = 0, ended = 0;
+
+	if (in == NULL) {
+		close(fd);
+		free(line);
+		return err_sys(err, ERR_TEMP, "read message file");
+	}
+	fputs("\n", out);
+	while (!ended && (c = getc(in)) != EOF) {
+		if (++total > SHOW_HEADER_MAX) {
+			fputs("(header longer than 1 MiB; the rest is not shown)\n",
+			    out);
+			break;
+		}
+		if (c != '\n') {
+			if (n < SHOW_LINE_MAX)
+				line[n++] = (char)c;
+			else
+				cut = 1;
+			continue;
+		}
+		if (n > 0 && line[n - 1] == '\r')
+			n--;
+		if (n == 0)
+			ended = 1;
+		else {
+			size_t skip = line[0] == '.';
+
+			put_safe(out, line + skip, n - skip);
+			fputs(cut ? "...\n" : "\n", out);
+		}
+		n = 0;
+		cut = 0;
+	}
+	if (n > 0) {
+		put_safe(out, line, n);
+		fputc('\n', out);
+	}
+	c = ferror(in);
+	fclose(in);
+	free(line);
+	if (c)
+		return err_sys(err, ERR_TEMP, "read message file");
+	return 0;
+}
+
+enum qop
+queue_show(struct queue *q, const char *id, FILE *out, struct err *err)
+{
+	char path[QPATH_MAX];
+	struct envelope env;
+	enum qwhere where;
+	enum qop r = QOP_DONE;
+	int busy, fd;
+
+	if (queue_find(q, id, &env, &where, &busy, err) < 0)
+		return QOP_ERROR;
+	if (where == QW_NONE)
+		return QOP_MISSING;
+	show_envelope(out, &env, where, busy);
+	if (where == QW_QUEUE)
+		qpath(q, path, sizeof(path), "data/%s", id);
+	else
+		qpath(q, path, sizeof(path), "failed/%s.data", id);
+	if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
+		err_sys(err, ERR_TEMP, "open %s", path);
+		r = QOP_ERROR;
+	} else if (show_header(out, fd, err) < 0)
+		r = QOP_ERROR;
+	envelope_free(&env);
+	if (fflush(out) == EOF || ferror(out)) {
+		err_sys(err, ERR_IO, "write");
+		return QOP_ERROR;
+	}
+	return r;
+}
+
+enum qop
+queue_delete(struct queue *q, const char *id, struct err *err)
+{
+	struct qentry e;
+	enum qop r;
+	int rc, fd;
+
+	if (!qid_valid(id)) {
+		bad_id(id, err);
+		return QOP_ERROR;
+	}
+	rc = queue_lock(q, id, &e, err);
+	if (rc < 0)
+		return QOP_ERROR;
+	if (rc == 1) {
+		rc = queue_remove(q, &e, err);
+		envelope_free(&e.env);
+		return rc < 0 ? QOP_ERROR : QOP_DONE;
+	}
+	if (entry_exists(q, "env", id, ""))
+		return QOP_BUSY;
+	if ((r = lock_failed(q, id, &fd, err)) != QOP_DONE)
+		return r;
+	r = drop_failed(q, id, err);
+	close(fd);
+	return r;
+}
+
+enum qop
+queue_hold(struct queue *q, const char *id, int hold, struct err *err)
+{
+	struct qentry e;
+	enum qop r = QOP_DONE;
+	int rc;
+
+	if (!qid_valid(id)) {
+		bad_id(id, err);
+		return QOP_ERROR;
+	}
+	rc = queue_lock(q, id, &e, err);
+	if (rc < 0)
+		return QOP_ERROR;
+	if (rc == 0)
+		return entry_exists(q, "env", id, "") ? QOP_BUSY : QOP_MISSING;
+	if (e.env.held == (hold != 0)) {
+		r = QOP_UNCHANGED;
+	} else {
+		e.env.held = hold != 0;
+		if (!hold)
+			e.env.next_attempt = 0;
+		if (queue_update(q, &e, err) < 0)
+			r = QOP_ERROR;
+	}
+	queue_unlock(&e);
+	envelope_free(&e.env);
+	return r;
+}
+
+/* A new locked file tmp/ID.<kind>.<pid>.<n>; path receives its name. */
+static int
+create_tmp(struct queue *q, const char *id, const char *kind, char *path,
+    size_t size)
+{
+	static unsigned seq;
+	int fd = -1;
+
+	for (int i = 0; i < ID_TRIES; i++) {
+		qpath(q, path, size, "tmp/%s.%s.%ld.%u", id, kind,
+		    (long)getpid(), seq++);
+		if ((fd = create_locked(path)) >= 0 || errno != EEXIST)
+			break;
+	}
+	return fd;
+}
+
+/* Copy in to a new tmp file and rename it to data/ID; returns it locked. */
+static int
+copy_data(struct queue *q, const char *id, int in, struct err *err)
+{
+	char tmp[QPATH_MAX], to[QPATH_MAX], chunk[65536];
+	ssize_t n;
+	int fd;
+
+	qpath(q, to, sizeof(to), "data/%s", id);
+	if ((fd = create_tmp(q, id, "data", tmp, sizeof(tmp))) < 0)
+		return err_sys(err, create_class(errno), "create %s", tmp);
+	while ((n = read(in, chunk, sizeof(chunk))) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 || write_all(fd, chunk, (size_t)n) < 0) {
+			err_sys(err, ERR_TEMP, "copy to %s", tmp);
+			goto fail;
+		}
+	}
+	if (fsync(fd) < 0) {
+		err_sys(err, ERR_TEMP, "fsync %s", tmp);
+		goto fail;
+	}
+	if (rename_noreplace(tmp, to) < 0) {
+		err_sys(err, ERR_TEMP, "rename %s to %s", tmp, to);
+		goto fail;
+	}
+	return fd;
+fail:
+	close(fd);
+	unlink(tmp);
+	return -1;
+}
+
+/*
+ * data/ID with the bytes of failed/ID.data: a hard link, or a copy where
+ * the link is refused (protected_hardlinks, another file system). The
+ * descriptor returned holds data/ID's lock until the envelope is
+ * committed, so cleanup cannot take the file for garbage meanwhile.
+ */
+static int
+requeue_data(struct queue *q, const char *id, struct err *err)
+{
+	char from[QPATH_MAX], to[QPATH_MAX];
+	struct stat st;
+	int in, fd;
+
+	qpath(q, from, sizeof(from), "failed/%s.data", id);
+	qpath(q, to, sizeof(to), "data/%s", id);
+	if ((in = open(from, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+		return err_sys(err, errno == ENOENT || errno == ELOOP ?
+		    ERR_DATA : ERR_TEMP, "open %s", from);
+	if (fstat(in, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(in);
+		return err_set(err, ERR_DATA, "%s is not a regular file", from);
+	}
+	if (flock(in, LOCK_EX | LOCK_NB) == 0 && link(from, to) == 0)
+		return in;
+	fd = copy_data(q, id, in, err);
+	close(in);
+	return fd;
+}
+
+/* Failed recipients pending again, the attempt history cleared. */
+static void
+reset_for_requeue(struct envelope *env)
+{
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		struct rcpt *r = &env->rcpts[i];
+
+		if (r->status != RCPT_FAILED)
+			continue;
+		r->status = RCPT_PENDING;
+		free(r->dsn);
+		free(r->error);
+		r->dsn = r->error = NULL;
+	}
+	env->attempts = 0;
+	env->next_attempt = 0;
+	free(env->last_error);
+	env->last_error = NULL;
+}
+
+/* Write env as tmp/..., fsync, and rename it to env/ID: the commit. */
+static int
+commit_env(struct queue *q, const char *id, const struct buf *b,
+    struct err *err)
+{
+	char tmp[QPATH_MAX], path[QPATH_MAX];
+	int fd;
+
+	qpath(q, path, sizeof(path), "env/%s", id);
+	if ((fd = create_tmp(q, id, "env", tmp, sizeof(tmp))) < 0)
+		return err_sys(err, create_class(errno), "create %s", tmp);
+	if (fill_file(fd, tmp, b, err) < 0)
+		return -1;
+	if (rename_noreplace(tmp, path) < 0) {
+		err_sys(err, ERR_TEMP, "rename %s to %s", tmp, path);
+		close(fd);
+		unlink(tmp);
+		return -1;
+	}
+	if (fsync_subdir(q, "env") < 0)
+		log_warn("%s: fsync %s/env: %s", id, q->dir, strerror(errno));
+	close(fd);
+	return 0;
+}
+
+enum qop
+queue_requeue(struct queue *q, const char *id, struct err *err)
+{
+	char path[QPATH_MAX];
+	struct envelope env;
+	struct buf b;
+	enum qop r;
+	int lockfd, datafd = -1;
+
+	if (!qid_valid(id)) {
+		bad_id(id, err);
+		return QOP_ERROR;
+	}
+	if ((r = lock_failed(q, id, &lockfd, err)) != QOP_DONE)
+		return r;
+	r = QOP_ERROR;
+	buf_init(&b, ENVELOPE_MAX);
+	if (load_fd(lockfd, id, &env, err) < 0) {
+		err_prefix(err, "failed/%s.env", id);
+		goto out;
+	}
+	if (entry_exists(q, "env", id, "")) {
+		/* A requeue that stopped after its commit: finish it. */
+		log_warn("%s: already back in the queue; removing the stale "
+		    "copy in failed/", id);
+		r = drop_failed(q, id, err);
+		goto out;
+	}
+	/* A data file from a requeue that stopped before its commit. */
+	qpath(q, path, sizeof(path), "data/%s", id);
+	if (unlink(path) < 0 && errno != ENOENT) {
+		err_sys(err, ERR_TEMP, "remove %s", path);
+		goto out;
+	}
+	reset_for_requeue(&env);
+	if (format_envelope(&env, &b, err) < 0)
+		goto out;
+	if ((datafd = requeue_data(q, id, err)) < 0)
+		goto out;
+	if (fsync_subdir(q, "data") < 0) {
+		err_sys(err, ERR_TEMP, "fsync %s/data", q->dir);
+		unlink(path);
+		goto out;
+	}
+	if (commit_env(q, id, &b, err) < 0) {
+		unlink(path);
+		goto out;
+	}
+	/* Back in the queue; a copy left in failed/ is finished next time. */
+	if (drop_failed(q, id, err) != QOP_DONE)
+		log_warn("%s: requeued, but the copy in failed/ stays: %s", id,
+		    err->msg);
+	r = QOP_DONE;
+out:
+	if (datafd >= 0)
+		close(datafd);
+	close(lockfd);
+	envelope_free(&env);
+	buf_free(&b);
+	return r;
+}
+
+int
+queue_scan_failed(struct queue *q, struct strlist *ids, struct err *err)
+{
+	char path[QPATH_MAX], id[QID_LEN + 1];
+	struct dirent *de;
+	DIR *d;
+
+	qpath(q, path, sizeof(path), "failed");
+	if ((d = opendir(path)) == NULL)
+		return err_sys(err, ERR_TEMP, "open queue directory %s", path);
+	while ((de = readdir(d)) != NULL) {
+		if (strlen(de->d_name) != QID_LEN + 4 ||
+		    strcmp(de->d_name + QID_LEN, ".env") != 0)
+			continue;
+		memcpy(id, de->d_name, QID_LEN);
+		id[QID_LEN] = '\0';
+		if (qid_valid(id))
+			strlist_add(ids, id);
+	}
+	closedir(d);
+	if (ids->n > 1)
+		qsort(ids->v, ids->n, sizeof(ids->v[0]), cmp_str);
+	return 0;
+}
+
+static int
+count_files(struct queue *q, const char *sub, unsigned long *n,
+    struct err *err)
+{
+	char path[QPATH_MAX];
+	struct dirent *de;
+	DIR *d;
+
+	qpath(q, path, sizeof(path), "%s", sub);
+	if ((d = opendir(path)) == NULL)
+		return err_sys(err, ERR_TEMP, "open queue directory %s", path);
+	while ((de = readdir(d)) != NULL)
+		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+			(*n)++;
+	closedir(d);
+	return 0;
+}
+
+int
+queue_count(struct queue *q, time_t now, struct queue_counts *c,
+    struct err *err)
+{
+	struct strlist ids = { 0 };
+	struct envelope env;
+	struct err e2;
+
+	memset(c, 0, sizeof(*c));
+	if (queue_scan(q, &ids, err) < 0)
+		return -1;
+	for (size_t i = 0; i < ids.n; i++) {
+		int busy = 0, rc = peek_entry(q, ids.v[i], &env, &busy, &e2);
+
+		if (rc <= 0) {
+			c->corrupt += rc < 0;   /* 0: delivered meanwhile */
+			continue;
+		}
+		c->total++;
+		if (now - env.created > c->oldest)
+			c->oldest = now - env.created;
+		if (env.held)
+			c->held++;
+		else if (busy)
+			c->active++;
+		else if (env.attempts > 0)
+			c->deferred++;
+		else
+			c->fresh++;
+		envelope_free(&env);
+	}
+	strlist_free(&ids);
+	if (queue_scan_failed(q, &ids, err) < 0)
+		return -1;
+	c->failed = ids.n;
+	strlist_free(&ids);
+	return count_files(q, "corrupt", &c->corrupt, err);
 }

@@ -52,6 +52,7 @@ struct envelope {
 	int attempts;
 	time_t last_attempt, next_attempt;
 	char *last_error;          /* shown by mailq, or NULL */
+	int held;                  /* on hold: no run delivers it until released */
 	struct rcpt *rcpts;
 	size_t nrcpts;
 };
@@ -147,8 +148,78 @@ int queue_cleanup(struct queue *q, long grace, struct err *err);
 
 /*
  * Postfix-style mailq listing of the queue to out. Corrupt entries are
- * skipped with a warning on stderr.
+ * skipped with a warning on stderr. After the id, '!' marks an entry on
+ * hold and '*' one being delivered.
  */
 int queue_list(struct queue *q, FILE *out, struct err *err);
+
+/* ---- operator tools ----------------------------------------------------- */
+
+/* Outcome of an operator action on one entry. */
+enum qop {
+	QOP_DONE,       /* done */
+	QOP_UNCHANGED,  /* nothing to do (already on hold, already released) */
+	QOP_BUSY,       /* locked by a delivery or another tool: untouched */
+	QOP_MISSING,    /* no such entry where the action looks */
+	QOP_ERROR,      /* err says why */
+};
+
+/* Where queue_find found an entry. */
+enum qwhere { QW_NONE, QW_QUEUE, QW_FAILED };
+
+/*
+ * Load ID's envelope from env/ or else failed/, without locking or moving
+ * anything. *where is QW_NONE (and env empty) when it is in neither; busy
+ * (may be NULL) tells whether a delivery holds a queued entry. -1 with
+ * ERR_USAGE for a malformed id, ERR_DATA for an unreadable envelope.
+ */
+int queue_find(struct queue *q, const char *id, struct envelope *env,
+               enum qwhere *where, int *busy, struct err *err);
+/*
+ * Print one entry for the operator: the envelope (dates, attempts, hold,
+ * last error, every recipient with status, dsn and error) and then the
+ * message header, unstuffed, with unsafe bytes escaped. Looks in env/ and
+ * then failed/.
+ */
+enum qop queue_show(struct queue *q, const char *id, FILE *out,
+                    struct err *err);
+/*
+ * Remove an entry under its lock: env/ID (the commit point) then data/ID;
+ * an id that is not queued is looked for in failed/ (ID.env, then
+ * ID.data). A locked entry is QOP_BUSY and stays.
+ */
+enum qop queue_delete(struct queue *q, const char *id, struct err *err);
+/*
+ * Put an entry on hold or release it (the envelope's "held" key). A
+ * release also makes the entry due at once (next-attempt 0).
+ */
+enum qop queue_hold(struct queue *q, const char *id, int hold,
+                    struct err *err);
+/*
+ * Move failed/ID back into the queue: failed recipients become pending
+ * (dsn and error cleared), attempts 0, next attempt now, last error
+ * cleared; arrival time and sent recipients are kept. Crash-safe order:
+ * the data file is linked (or copied) to data/ID and synced, then the new
+ * envelope is committed to env/ID, and only then are failed/ID.env and
+ * failed/ID.data removed. A requeue interrupted after its commit is
+ * finished (the stale copy in failed/ removed).
+ */
+enum qop queue_requeue(struct queue *q, const char *id, struct err *err);
+/* Ids in failed/ (from ID.env names), sorted. */
+int queue_scan_failed(struct queue *q, struct strlist *ids, struct err *err);
+
+/* Counts for the one-line monitoring summary (relayq --summary). */
+struct queue_counts {
+	unsigned long total;     /* readable entries in env/ */
+	unsigned long fresh;     /* never tried, not held, not being delivered */
+	unsigned long deferred;  /* tried at least once, not held, not active */
+	unsigned long active;    /* being delivered (locked), not held */
+	unsigned long held;      /* on hold */
+	unsigned long failed;    /* entries in failed/ */
+	unsigned long corrupt;   /* files in corrupt/ + unreadable envelopes */
+	long long oldest;        /* now - arrival of the oldest entry; 0 if none */
+};
+int queue_count(struct queue *q, time_t now, struct queue_counts *c,
+                struct err *err);
 
 #endif

@@ -4,6 +4,7 @@
  * when every recipient is done, queue a bounce for new permanent failures,
  * move to failed/ what failed, or schedule the next attempt from the
  * retry list; past queue_lifetime the pending recipients fail too.
+ * Entries on hold are never delivered, not even by a forced run.
  */
 #include "autoconf.h"
 
@@ -128,7 +129,11 @@ settle(const struct config *cfg, struct queue *q, struct qentry *e,
 		rc = queue_remove(q, e, err);
 		st->delivered++;
 	} else if (pending == 0) {
-		rc = queue_move_failed(q, e, err);
+		/* failed/ keeps the final state (reasons, dsn) for --show and
+		 * --requeue: write it, then move the files. */
+		rc = queue_update(q, e, err);
+		if (rc == 0)
+			rc = queue_move_failed(q, e, err);
 	} else {
 		env->next_attempt = time(NULL) + retry_delay(cfg, env->attempts);
 		rc = queue_update(q, e, err);
@@ -138,7 +143,7 @@ settle(const struct config *cfg, struct queue *q, struct qentry *e,
 	return rc;
 }
 
-/* Deliver one entry if it is due (or forced). */
+/* Deliver one entry if it is due (or forced) and not on hold. */
 static void
 run_entry(const struct config *cfg, struct queue *q, struct relay *relay,
     const char *id, const struct run_opts *o, struct run_stats *st)
@@ -157,7 +162,8 @@ run_entry(const struct config *cfg, struct queue *q, struct relay *relay,
 		}
 		return;
 	}
-	if (!o->force && e.env.next_attempt > time(NULL)) {
+	/* On hold: no run delivers it, forced or not, until it is released. */
+	if (e.env.held || (!o->force && e.env.next_attempt > time(NULL))) {
 		queue_unlock(&e);
 		envelope_free(&e.env);
 		st->skipped++;

@@ -1175,6 +1175,12 @@ smtp_tls_info(const struct smtp_session *s)
 	return s->c ? conn_tls_info(s->c) : "";
 }
 
+struct conn *
+smtp_conn(const struct smtp_session *s)
+{
+	return s->c;
+}
+
 unsigned
 smtp_extensions(const struct smtp_session *s)
 {

@@ -11,6 +11,7 @@
 #include "util.h"
 
 struct tls_client;
+struct conn;
 
 #define SMTP_REPLY_LINES_MAX 100   /* lines in one multi-line reply */
 #define SMTP_TEXT_MAX 1024         /* reply text kept (escaped) */
@@ -91,6 +92,8 @@ int smtp_vrfy(struct smtp_session *s, const char *addr, struct smtp_reply *r,
 /* "host[addr]:port" of the peer. */
 const char *smtp_peer(const struct smtp_session *s);
 const char *smtp_tls_info(const struct smtp_session *s);
+/* The connection under the session (the self-test reads its TLS peer). */
+struct conn *smtp_conn(const struct smtp_session *s);
 /* QUIT (best effort) and free. */
 void smtp_close(struct smtp_session *s);
 

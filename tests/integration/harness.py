@@ -52,6 +52,9 @@ class Spool:
                     'queue_dir = "%s"\n'
                     'log = "stderr"\n'
                     'delivery = queue\n' % self.queue)
+            if "aliases =" not in extra_config:
+                # Never the host's /etc/aliases: tests must not depend on it.
+                f.write('aliases = "%s"\n' % os.path.join(self.root, "aliases"))
             f.write(extra_config)
             f.write(smarthosts)
 

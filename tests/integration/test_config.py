@@ -19,11 +19,11 @@ class ConfigErrors(SpoolTest):
         self.assertEqual(self.spool.ids(), [])
 
     def test_unknown_key(self):
-        # The harness writes 5 lines first, so this is line 6.
-        self.check("bogus = 1\n", [self.spool.config, ":6", "bogus"])
+        # The harness writes 6 lines first, so this is line 7.
+        self.check("bogus = 1\n", [self.spool.config, ":7", "bogus"])
 
     def test_bad_duration(self):
-        self.check("queue_lifetime = 5x\n", [self.spool.config, ":6", "queue_lifetime"])
+        self.check("queue_lifetime = 5x\n", [self.spool.config, ":7", "queue_lifetime"])
 
     def test_bad_delivery(self):
         self.check("delivery = sometimes\n", ["delivery"])

@@ -1,0 +1,31 @@
+/*
+ * qtool.h - relayq's queue tools for the operator: --show, --delete,
+ * --retry, --hold, --release, --requeue and the monitoring --summary.
+ */
+#ifndef RELAYQ_QTOOL_H
+#define RELAYQ_QTOOL_H
+
+#include "cli.h"
+#include "config.h"
+#include "util.h"
+
+/*
+ * Run the tool req->mode names on its operands (req->rcpts: queue ids,
+ * or ALL where the tool takes it). One line per id on stdout for what was
+ * done, on stderr for what was not; every id is tried. 0 when all went
+ * well; else -1 with err holding the first failure: ERR_USAGE (malformed
+ * id), ERR_DATA (no such entry, or one in the wrong state: on hold, in
+ * failed/), ERR_TEMP (busy: locked by a delivery or another tool),
+ * ERR_NOPERM (the caller may not use the tools), or the spool's error.
+ */
+int qtool_run(const struct config *cfg, const struct request *req,
+              struct err *err);
+
+/*
+ * May the caller use the operator tools? Root, a member of the queue's
+ * group, or a caller without our setgid privilege (the file system then
+ * decides). mailq and --summary are for everybody.
+ */
+int qtool_caller_ok(void);
+
+#endif
