@@ -1081,6 +1081,15 @@ free_secret(char *s)
 }
 
 void
+config_wipe_secrets(struct config *cfg)
+{
+	for (size_t i = 0; i < cfg->nsmarthosts; i++) {
+		free_secret(cfg->smarthosts[i].password);
+		cfg->smarthosts[i].password = NULL;
+	}
+}
+
+void
 config_free(struct config *cfg)
 {
 	if (cfg == NULL)

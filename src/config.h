@@ -61,6 +61,8 @@ struct config {
  */
 int config_load(const char *path, struct config **out, struct err *err);
 void config_free(struct config *cfg);
+/* Wipe and drop the passwords (before parsing untrusted input). */
+void config_wipe_secrets(struct config *cfg);
 /* Print the effective configuration (all keys) with secrets masked. */
 void config_print(FILE *out, const struct config *cfg);
 /* Is host a loopback name or literal (localhost, 127.0.0.0/8, ::1)? */

@@ -24,6 +24,7 @@
 #include "config.h"
 #include "log.h"
 #include "qtool.h"
+#include "privsep.h"
 #include "queue.h"
 #include "relay.h"
 #include "runner.h"
@@ -184,37 +185,91 @@ delivery_of(const struct config *cfg, const struct request *req)
 	return cfg->delivery;
 }
 
+/* What to do with each message the front end queued. */
+struct deliveries {
+	const struct config *cfg;
+	enum delivery_mode mode;
+	struct strlist ids;          /* foreground: delivered at the end */
+};
+
+/* In the privileged parent, right after a message became durable. */
+static void
+queued(const char *qid, void *arg)
+{
+	struct deliveries *d = arg;
+
+	switch (d->mode) {
+	case DELIVERY_BACKGROUND:
+		runner_background(d->cfg, qid);
+		break;
+	case DELIVERY_FOREGROUND:
+		strlist_add(&d->ids, qid);
+		break;
+	case DELIVERY_QUEUE:
+		runner_poke(d->cfg);
+		break;
+	}
+}
+
+/* -odi: deliver what was queued, reporting on stderr; it stays queued on
+ * a temporary failure and the exit status is still 0. */
+static void
+deliver_foreground(struct deliveries *d, int report)
+{
+	for (size_t i = 0; i < d->ids.n; i++) {
+		struct run_opts o = { .force = 1, .only_id = d->ids.v[i],
+		    .report = report };
+		struct run_stats st;
+		struct err err;
+
+		if (runner_run(d->cfg, &o, &st, &err) < 0)
+			log_user("%s: delivery: %s (the message stays queued)",
+			    d->ids.v[i], err.msg);
+	}
+	strlist_free(&d->ids);
+}
+
+struct submit_args {
+	const struct config *cfg;
+	const struct request *req;
+};
+
+/* The unprivileged half of a command-line submission. */
+static int
+submit_child(struct spool *spool, void *arg)
+{
+	struct submit_args *a = arg;
+	char qid[QID_LEN + 1];
+	struct err err;
+
+	if (submit_message(a->cfg, spool, a->req, STDIN_FILENO, qid, &err) < 0)
+		return fail(&err);
+	if (a->req->verbose)
+		fprintf(stderr, "%s: queued as %s\n", log_progname(), qid);
+	return EX_OK;
+}
+
 /*
- * Queue the message; exit 0 from here on means it is safe on disk. Then
- * deliver it as asked: in a detached child (the caller returns at once),
- * in the foreground with the outcome on stderr, or not at all.
+ * Queue the message (exit 0 means it is safe on disk), parsing it in a
+ * process without the relayq group (privsep.h). Then deliver it as asked:
+ * in a detached child (the caller returns at once), in the foreground with
+ * the outcome on stderr, or not at all.
  */
 static int
 do_submit(const struct config *cfg, const struct request *req)
 {
-	struct run_opts o = { .force = 1, .report = 1 };
-	struct run_stats st;
-	char qid[QID_LEN + 1];
+	struct deliveries d = { .cfg = cfg, .mode = delivery_of(cfg, req) };
+	struct submit_args a = { cfg, req };
 	struct err err;
+	int code;
 
-	if (submit_message(cfg, req, STDIN_FILENO, qid, &err) < 0)
+	code = privsep_run(cfg, submit_child, &a, queued, &d, &err);
+	if (code < 0) {
+		strlist_free(&d.ids);
 		return fail(&err);
-	if (req->verbose)
-		fprintf(stderr, "%s: queued as %s\n", log_progname(), qid);
-	switch (delivery_of(cfg, req)) {
-	case DELIVERY_BACKGROUND:
-		runner_background(cfg, qid);
-		break;
-	case DELIVERY_FOREGROUND:
-		o.only_id = qid;
-		if (runner_run(cfg, &o, &st, &err) < 0)
-			log_user("%s: delivery: %s (the message stays queued)", qid, err.msg);
-		break;
-	case DELIVERY_QUEUE:
-		runner_poke(cfg);
-		break;
 	}
-	return EX_OK;
+	deliver_foreground(&d, 1);
+	return code;
 }
 
 static int
@@ -239,31 +294,6 @@ do_queue_run(const struct config *cfg, const struct request *req)
 	return st.errors ? EX_TEMPFAIL : EX_OK;
 }
 
-/* What -bs does with each message it queued. */
-struct smtp_delivery {
-	const struct config *cfg;
-	enum delivery_mode mode;
-	struct strlist ids;          /* foreground: delivered after the session */
-};
-
-static void
-smtp_queued(const char *qid, void *arg)
-{
-	struct smtp_delivery *d = arg;
-
-	switch (d->mode) {
-	case DELIVERY_BACKGROUND:
-		runner_background(d->cfg, qid);
-		break;
-	case DELIVERY_FOREGROUND:
-		strlist_add(&d->ids, qid);
-		break;
-	case DELIVERY_QUEUE:
-		runner_poke(d->cfg);
-		break;
-	}
-}
-
 /*
  * Under inetd (and systemd with StandardError=inherit) stderr is the
  * client's socket: nothing but SMTP replies may go there.
@@ -284,42 +314,55 @@ protect_smtp_stream(void)
 	}
 }
 
+struct smtp_args {
+	const struct config *cfg;
+	const struct request *req;
+};
+
+/* The unprivileged half of -bs: the whole SMTP dialogue. */
+static int
+smtp_child(struct spool *spool, void *arg)
+{
+	struct smtp_args *a = arg;
+	struct smtpd_opts o = {
+		.infd = STDIN_FILENO, .outfd = STDOUT_FILENO,
+		.no_fixups = a->req->no_fixups, .full_name = a->req->full_name,
+		.spool = spool,
+	};
+	struct err err;
+	unsigned nqueued;
+
+	if (smtpd_session(a->cfg, &o, &nqueued, &err) < 0) {
+		log_warn("-bs session: %s", err.msg);
+		return exit_code(err.cls);
+	}
+	return EX_OK;
+}
+
 /*
- * -bs: an SMTP session on stdin/stdout. Each queued message is delivered
- * as -od/the config say: a background child per message, a poke to the
- * queue daemon, or (-odi) in this process once the session is over, so
- * that the client's dialogue is never held up by the network.
+ * -bs: an SMTP session on stdin/stdout, in a process without the relayq
+ * group. Each queued message is delivered as -od/the config say: a
+ * background child per message, a poke to the queue daemon, or (-odi) once
+ * the session is over, so the client's dialogue is never held up.
  */
 static int
 do_smtp(const struct config *cfg, const struct request *req)
 {
-	struct smtp_delivery d = { .cfg = cfg, .mode = delivery_of(cfg, req) };
-	struct smtpd_opts o = {
-		.infd = STDIN_FILENO, .outfd = STDOUT_FILENO,
-		.no_fixups = req->no_fixups, .full_name = req->full_name,
-		.queued = smtp_queued, .arg = &d,
-	};
+	struct deliveries d = { .cfg = cfg, .mode = delivery_of(cfg, req) };
+	struct smtp_args a = { cfg, req };
 	struct err err;
-	unsigned nqueued;
-	int rc;
+	int code;
 
 	signal(SIGPIPE, SIG_IGN);
 	protect_smtp_stream();
-	rc = smtpd_session(cfg, &o, &nqueued, &err);
-	if (rc < 0)
+	code = privsep_run(cfg, smtp_child, &a, queued, &d, &err);
+	if (code < 0) {
+		strlist_free(&d.ids);
 		log_warn("-bs session: %s", err.msg);
-	for (size_t i = 0; i < d.ids.n; i++) {
-		struct run_opts ro = { .force = 1, .only_id = d.ids.v[i],
-		    .report = req->verbose > 0 };
-		struct run_stats st;
-		struct err derr;
-
-		if (runner_run(cfg, &ro, &st, &derr) < 0)
-			log_warn("%s: delivery: %s (the message stays queued)",
-			    d.ids.v[i], derr.msg);
+		return exit_code(err.cls);
 	}
-	strlist_free(&d.ids);
-	return rc < 0 ? exit_code(err.cls) : EX_OK;
+	deliver_foreground(&d, req->verbose > 0);
+	return code;
 }
 
 /* -bv -v: ask the first smarthost about each address with VRFY. */

@@ -161,14 +161,13 @@ show_presented(const struct config *cfg, const struct smarthost *sh,
 	if ((tc = tls_client_new(&loose, &err)) == NULL)
 		return;
 	log_set_verbose(0);     /* the transcript is the real attempt's */
-	s = open_session(cfg, &loose, tc, NULL, &err);
-	log_set_verbose(verbose);
-	if (s != NULL) {
+	if ((s = open_session(cfg, &loose, tc, NULL, &err)) != NULL) {
 		show_certificate(s, out, "certificate presented (fetched again "
 		    "without verification, no AUTH)",
 		    " (accepted: tls_verify = no)");
 		smtp_close(s);
 	}
+	log_set_verbose(verbose);
 	tls_client_free(tc);
 }
 

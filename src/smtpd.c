@@ -462,7 +462,7 @@ do_data(struct session *ss, int crlf)
 	sub.body_type = ss->body == SMTPD_BODY_8BITMIME ? "8BITMIME" :
 	    ss->body == SMTPD_BODY_7BIT ? "7BIT" : NULL;
 
-	if (submit(ss->cfg, &sub, &ss->in, &res, &e) == 0) {
+	if (submit(ss->cfg, o->spool, &sub, &ss->in, &res, &e) == 0) {
 		reset_transaction(ss);
 		reply(ss, "250 2.0.0 Ok: queued as %s", res.qid);
 		ss->queued++;

@@ -10,6 +10,8 @@
 #include "config.h"
 #include "util.h"
 
+struct spool;
+
 #define SMTPD_LINE_MAX 1024      /* a command: 512 (RFC 5321) + parameters */
 #define SMTPD_REPLY_MAX 512      /* one reply line, without CRLF */
 #define SMTPD_MAX_ERRORS 20      /* refused commands before we hang up */
@@ -48,6 +50,7 @@ struct smtpd_opts {
 	long timeout;              /* seconds; 0 = SMTPD_TIMEOUT */
 	int no_fixups;             /* -G */
 	const char *full_name;     /* -F */
+	struct spool *spool;       /* the way into the queue; NULL = direct */
 	/* Called after each message is queued: delivery as configured. */
 	void (*queued)(const char *qid, void *arg);
 	void *arg;

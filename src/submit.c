@@ -209,14 +209,16 @@ sender_from_header(const struct context *cx, const struct msg_info *info,
 }
 
 int
-submit(const struct config *cfg, const struct submission *sub,
-    struct msg_input *in, struct submit_result *res, struct err *err)
+submit(const struct config *cfg, struct spool *spool,
+    const struct submission *sub, struct msg_input *in,
+    struct submit_result *res, struct err *err)
 {
 	struct context cx;
 	struct caller who;
 	struct strlist argv_rcpts = { 0 }, seen = { 0 };
-	struct queue q;
-	struct queue_tx tx;
+	struct spool *own = NULL;
+	char id[QID_LEN + 1];
+	int datafd;
 	struct msg_opts mo;
 	struct msg_info info;
 	struct envelope env;
@@ -243,16 +245,16 @@ submit(const struct config *cfg, const struct submission *sub,
 		goto out;
 	}
 
-	if (queue_open(&q, cfg->queue_dir, 1, err) < 0)
+	if (spool == NULL)
+		spool = own = spool_direct(cfg->queue_dir);
+	if (spool_begin(spool, id, &datafd, err) < 0)
 		goto out;
-	if (queue_tx_begin(&q, &tx, err) < 0)
-		goto out_queue;
 
 	msg_opts_init(&mo);
 	mo.dot_ends = sub->dot_ends;
 	mo.extract_rcpts = sub->extract_rcpts;
 	mo.no_fixups = sub->no_fixups;
-	mo.qid = tx.id;
+	mo.qid = id;
 	mo.hostname = cfg->hostname;
 	mo.domain = cfg->domain;
 	mo.sender = sender;
@@ -267,7 +269,7 @@ submit(const struct config *cfg, const struct submission *sub,
 		mo.from_rewrite = rewrite_from;
 		mo.from_rewrite_arg = &cx;
 	}
-	rc = message_read_input(in, tx.datafd, &mo, &info, err);
+	rc = message_read_input(in, datafd, &mo, &info, err);
 	res->too_big = info.too_big;
 	res->ended = info.ended;
 	if (rc < 0)
@@ -292,18 +294,18 @@ submit(const struct config *cfg, const struct submission *sub,
 	if (sub->envid)
 		env.envid = xstrdup(sub->envid);
 	env.created = time(NULL);
+	str_copy(env.id, id, sizeof(env.id));
 
-	if (queue_tx_commit(&tx, &env, err) < 0)
+	if (spool_commit(spool, &env, err) < 0)
 		goto out_tx;
-	str_copy(res->qid, tx.id, sizeof(res->qid));
-	log_info("%s: from=<%s>, size=%llu, nrcpt=%zu, uid=%lu", tx.id, sender,
+	str_copy(res->qid, id, sizeof(res->qid));
+	log_info("%s: from=<%s>, size=%llu, nrcpt=%zu, uid=%lu", id, sender,
 	    env.size, env.nrcpts, (unsigned long)getuid());
 	rc = 0;
 out_tx:
-	queue_tx_abort(&tx);
-out_queue:
-	queue_close(&q);
+	spool_abort(spool);
 out:
+	spool_free(own);
 	msg_info_free(&info);
 	envelope_free(&env);
 	strlist_free(&argv_rcpts);
@@ -313,8 +315,8 @@ out:
 }
 
 int
-submit_message(const struct config *cfg, const struct request *req, int infd,
-    char qid[QID_LEN + 1], struct err *err)
+submit_message(const struct config *cfg, struct spool *spool,
+    const struct request *req, int infd, char qid[QID_LEN + 1], struct err *err)
 {
 	struct submission sub = {
 		.sender = req->sender,
@@ -334,7 +336,7 @@ submit_message(const struct config *cfg, const struct request *req, int infd,
 	int rc;
 
 	msg_input_init(&in, infd);
-	rc = submit(cfg, &sub, &in, &res, err);
+	rc = submit(cfg, spool, &sub, &in, &res, err);
 	msg_input_free(&in);
 	if (rc == 0)
 		str_copy(qid, res.qid, QID_LEN + 1);

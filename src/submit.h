@@ -8,6 +8,7 @@
 #include "cli.h"
 #include "config.h"
 #include "message.h"
+#include "privsep.h"
 #include "queue.h"
 
 /* One message's envelope as the caller gave it (command line or -bs). */
@@ -42,13 +43,17 @@ struct submit_result {
  * On failure nothing is left in the queue and err says why (ERR_USAGE no
  * recipients, ERR_DATA bad message or address, ERR_CONFIG a bad
  * sender_rewrite, ERR_TEMP/ERR_CANTCREAT queue or aliases file trouble,
- * ERR_PROTO input ended before the "." line with smtp_data).
+ * ERR_PROTO input ended before the "." line with smtp_data). The queue
+ * is reached through spool (the privileged parent, see privsep.h), or
+ * directly when spool is NULL.
  */
-int submit(const struct config *cfg, const struct submission *sub,
-           struct msg_input *in, struct submit_result *res, struct err *err);
+int submit(const struct config *cfg, struct spool *spool,
+           const struct submission *sub, struct msg_input *in,
+           struct submit_result *res, struct err *err);
 
 /* The command line's submission: submit() with req's envelope from infd. */
-int submit_message(const struct config *cfg, const struct request *req,
-                   int infd, char qid[QID_LEN + 1], struct err *err);
+int submit_message(const struct config *cfg, struct spool *spool,
+                   const struct request *req, int infd, char qid[QID_LEN + 1],
+                   struct err *err);
 
 #endif

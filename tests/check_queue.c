@@ -694,6 +694,15 @@ static const struct { const char *name, *text, *expect; } bad[] = {
 	{ "NUL byte",
 	  HEAD "last-error: a\0b\n" RCPT "end\n",
 	  "line 11: control character" },
+	{ "held 0", HEAD "held: 0\n" RCPT "end\n", "line 11: held: expected 1" },
+	{ "held yes", HEAD "held: yes\n" RCPT "end\n", "line 11: held: expected 1" },
+	{ "held empty", HEAD "held:\n" RCPT "end\n", "line 11: held: expected 1" },
+	{ "held twice",
+	  HEAD "held: 1\nheld: 1\n" RCPT "end\n",
+	  "line 12: held repeated" },
+	{ "held after rcpt",
+	  HEAD RCPT "held: 1\nend\n",
+	  "line 12: held after the recipients" },
 	{ "long line", NULL, "line 11: line longer than 4096" },
 	{ "too large", NULL, "larger than 1048576" },
 };
@@ -754,6 +763,33 @@ START_TEST(test_parse_good)
 	ck_assert_str_eq(env.sender, good[_i].sender);
 	ck_assert_str_eq(env.id, "0A1B2C3D4E5F60718");
 	ck_assert_uint_ge(env.nrcpts, 1);
+	envelope_free(&env);
+}
+END_TEST
+
+/* Envelopes as queue.c writes them: parse and format give the same bytes. */
+static const struct { const char *text; int held; } canonical[] = {
+	{ GOOD, 0 },
+	{ HEAD "held: 1\n" RCPT "end\n", 1 },
+	{ HEAD "last-error: 451 4.3.0 later\nheld: 1\n" RCPT
+	  "rcpt: failed e@f\nrcpt-dsn: 5.1.1\nrcpt-error: 550 no\nend\n", 1 },
+	{ HEAD "last-error: x\n" RCPT "end\n", 0 },
+};
+
+START_TEST(test_canonical_roundtrip)
+{
+	struct envelope env;
+	struct err err;
+	struct buf b;
+	const char *t = canonical[_i].text;
+
+	ck_assert_msg(envelope_parse(t, strlen(t), &env, &err) == 0, "%s",
+	    err.msg);
+	ck_assert_int_eq(env.held, canonical[_i].held);
+	buf_init(&b, 0);
+	ck_assert_int_eq(envelope_format(&env, &b), 0);
+	ck_assert_str_eq(b.data, t);
+	buf_free(&b);
 	envelope_free(&env);
 }
 END_TEST
@@ -1253,6 +1289,309 @@ START_TEST(test_list_one_and_corrupt)
 }
 END_TEST
 
+/* ---- operator tools ------------------------------------------------------ */
+
+/* An entry in failed/ as a run leaves it: bob failed, carol was sent. */
+static void
+make_failed(char id[QID_LEN + 1])
+{
+	struct envelope env;
+	struct qentry e;
+	struct err err;
+
+	simple_env(&env, "alice@example.com");
+	envelope_add_rcpt(&env, "carol@example.com", NULL, 0);
+	env.created = 1609556645;
+	enqueue("Subject: x\r\n\r\nhi\r\n", 18, &env, id);
+	envelope_free(&env);
+	ck_assert_int_eq(queue_lock(&q, id, &e, &err), 1);
+	e.env.attempts = 3;
+	e.env.last_attempt = 1609556700;
+	e.env.next_attempt = 1609557000;
+	e.env.last_error = xstrdup("550 5.1.1 no such user");
+	e.env.rcpts[0].status = RCPT_FAILED;
+	e.env.rcpts[0].dsn = xstrdup("5.1.1");
+	e.env.rcpts[0].error = xstrdup("550 5.1.1 no such user");
+	e.env.rcpts[1].status = RCPT_SENT;
+	e.env.rcpts[1].dsn = xstrdup("2.0.0");
+	ck_assert_int_eq(queue_update(&q, &e, &err), 0);
+	ck_assert_int_eq(queue_move_failed(&q, &e, &err), 0);
+	envelope_free(&e.env);
+}
+
+START_TEST(test_hold_release)
+{
+	struct envelope env;
+	struct qentry e;
+	struct err err;
+	char id[QID_LEN + 1], line[64], *text, *out;
+
+	enqueue_simple(id);
+	ck_assert_int_eq(queue_hold(&q, id, 1, &err), QOP_DONE);
+	text = slurp(NULL, "env/%s", id);
+	ck_assert_ptr_nonnull(strstr(text, "\nnext-attempt: 0\nheld: 1\nrcpt: "));
+	free(text);
+	ck_assert_int_eq(queue_peek(&q, id, &env, &err), 0);
+	ck_assert_int_eq(env.held, 1);
+	envelope_free(&env);
+	ck_assert_int_eq(queue_hold(&q, id, 1, &err), QOP_UNCHANGED);
+	/* mailq marks it as Postfix marks its hold queue */
+	out = list_to_string();
+	snprintf(line, sizeof(line), "\n%s!       18 ", id);
+	ck_assert_msg(strstr(out, line) != NULL, "%s", out);
+	free(out);
+
+	/* a locked entry is left alone */
+	ck_assert_int_eq(queue_lock(&q, id, &e, &err), 1);
+	ck_assert_int_eq(queue_hold(&q, id, 0, &err), QOP_BUSY);
+	e.env.next_attempt = 1900000000;
+	ck_assert_int_eq(queue_update(&q, &e, &err), 0);
+	queue_unlock(&e);
+	envelope_free(&e.env);
+
+	/* released: the key is gone and the entry is due at once */
+	ck_assert_int_eq(queue_hold(&q, id, 0, &err), QOP_DONE);
+	ck_assert_int_eq(queue_peek(&q, id, &env, &err), 0);
+	ck_assert_int_eq(env.held, 0);
+	ck_assert_int_eq(env.next_attempt, 0);
+	envelope_free(&env);
+	text = slurp(NULL, "env/%s", id);
+	ck_assert_ptr_null(strstr(text, "held"));
+	free(text);
+	ck_assert_int_eq(queue_hold(&q, id, 0, &err), QOP_UNCHANGED);
+	ck_assert_int_eq(queue_hold(&q, "0000000000000000F", 1, &err),
+	    QOP_MISSING);
+	ck_assert_int_eq(queue_hold(&q, "../x", 1, &err), QOP_ERROR);
+	ck_assert_int_eq(err.cls, ERR_USAGE);
+}
+END_TEST
+
+START_TEST(test_delete)
+{
+	struct qentry e;
+	struct err err;
+	char a[QID_LEN + 1], b[QID_LEN + 1], f[QID_LEN + 1];
+
+	enqueue_simple(a);
+	enqueue_simple(b);
+	ck_assert_int_eq(queue_lock(&q, b, &e, &err), 1);
+	ck_assert_int_eq(queue_delete(&q, b, &err), QOP_BUSY);
+	queue_unlock(&e);
+	envelope_free(&e.env);
+	ck_assert(exists("env/%s", b));
+	ck_assert(exists("data/%s", b));
+	ck_assert_int_eq(queue_delete(&q, a, &err), QOP_DONE);
+	ck_assert(!exists("env/%s", a));
+	ck_assert(!exists("data/%s", a));
+	ck_assert_int_eq(queue_delete(&q, a, &err), QOP_MISSING);
+	ck_assert_int_eq(queue_delete(&q, "env", &err), QOP_ERROR);
+	ck_assert_int_eq(err.cls, ERR_USAGE);
+	/* an id that is not queued is looked for in failed/ */
+	make_failed(f);
+	ck_assert_int_eq(queue_delete(&q, f, &err), QOP_DONE);
+	ck_assert_int_eq(count_dir("failed"), 0);
+	ck_assert(exists("env/%s", b));
+}
+END_TEST
+
+START_TEST(test_requeue)
+{
+	struct strlist list = { 0 };
+	struct envelope env;
+	struct stat before, after;
+	struct err err;
+	char id[QID_LEN + 1], path[512], *data;
+	size_t len;
+
+	make_failed(id);
+	ck_assert_int_eq(queue_scan_failed(&q, &list, &err), 0);
+	ck_assert_uint_eq(list.n, 1);
+	ck_assert_str_eq(list.v[0], id);
+	strlist_free(&list);
+	path_of(path, sizeof(path), "failed/%s.data", id);
+	ck_assert_int_eq(stat(path, &before), 0);
+
+	ck_assert_int_eq(queue_requeue(&q, id, &err), QOP_DONE);
+	ck_assert_int_eq(count_dir("failed"), 0);
+	ck_assert_int_eq(count_dir("tmp"), 0);
+	path_of(path, sizeof(path), "data/%s", id);
+	ck_assert_int_eq(stat(path, &after), 0);
+	ck_assert_uint_eq(after.st_ino, before.st_ino);    /* linked, not copied */
+	data = slurp(&len, "data/%s", id);
+	ck_assert_uint_eq(len, 18);
+	ck_assert_mem_eq(data, "Subject: x\r\n\r\nhi\r\n", 18);
+	free(data);
+	ck_assert_int_eq(queue_peek(&q, id, &env, &err), 0);
+	ck_assert_int_eq(env.created, 1609556645);
+	ck_assert_int_eq(env.attempts, 0);
+	ck_assert_int_eq(env.last_attempt, 1609556700);
+	ck_assert_int_eq(env.next_attempt, 0);
+	ck_assert_ptr_null(env.last_error);
+	ck_assert_int_eq(env.rcpts[0].status, RCPT_PENDING);
+	ck_assert_ptr_null(env.rcpts[0].dsn);
+	ck_assert_ptr_null(env.rcpts[0].error);
+	ck_assert_int_eq(env.rcpts[1].status, RCPT_SENT);
+	ck_assert_str_eq(env.rcpts[1].dsn, "2.0.0");
+	envelope_free(&env);
+
+	ck_assert_int_eq(queue_requeue(&q, id, &err), QOP_MISSING);
+	ck_assert_int_eq(queue_requeue(&q, "0A1B2C3D4E5F6071", &err), QOP_ERROR);
+	ck_assert_int_eq(err.cls, ERR_USAGE);
+}
+END_TEST
+
+START_TEST(test_requeue_interrupted)
+{
+	char a[QID_LEN + 1], b[QID_LEN + 1], c[QID_LEN + 1], path[512];
+	struct err err;
+	char *text, *data;
+	size_t len;
+	int fd;
+
+	/* stopped after the commit: queued, and still in failed/ */
+	make_failed(a);
+	text = slurp(&len, "failed/%s.env", a);
+	spew(text, len, "env/%s", a);
+	free(text);
+	spew("Subject: x\r\n\r\nhi\r\n", 18, "data/%s", a);
+	ck_assert_int_eq(queue_requeue(&q, a, &err), QOP_DONE);
+	ck_assert_int_eq(count_dir("failed"), 0);
+	ck_assert(exists("env/%s", a));
+
+	/* stopped before the commit: a stray data/ID and no env/ID */
+	make_failed(b);
+	spew("partial", 7, "data/%s", b);
+	ck_assert_int_eq(queue_requeue(&q, b, &err), QOP_DONE);
+	data = slurp(&len, "data/%s", b);
+	ck_assert_uint_eq(len, 18);
+	free(data);
+
+	/* another tool holds failed/ID.env */
+	make_failed(c);
+	path_of(path, sizeof(path), "failed/%s.env", c);
+	ck_assert_int_ge(fd = open(path, O_RDONLY), 0);
+	ck_assert_int_eq(flock(fd, LOCK_EX), 0);
+	ck_assert_int_eq(queue_requeue(&q, c, &err), QOP_BUSY);
+	ck_assert_int_eq(queue_delete(&q, c, &err), QOP_BUSY);
+	close(fd);
+	ck_assert(exists("failed/%s.env", c));
+	ck_assert(exists("failed/%s.data", c));
+	ck_assert(!exists("env/%s", c));
+	ck_assert_int_eq(count_dir("tmp"), 0);
+}
+END_TEST
+
+START_TEST(test_count)
+{
+	struct queue_counts c;
+	struct envelope env;
+	struct qentry e;
+	struct err err;
+	time_t now = time(NULL);
+	char fresh[QID_LEN + 1], deferred[QID_LEN + 1], held[QID_LEN + 1];
+	char active[QID_LEN + 1], failed[QID_LEN + 1];
+
+	ck_assert_int_eq(queue_count(&q, now, &c, &err), 0);
+	ck_assert_uint_eq(c.total + c.failed + c.corrupt, 0);
+	ck_assert_int_eq(c.oldest, 0);
+
+	simple_env(&env, "a@b");
+	env.created = now - 100;
+	enqueue("x", 1, &env, fresh);
+	env.created = now - 50;
+	env.attempts = 1;
+	enqueue("x", 1, &env, deferred);
+	env.created = now;
+	env.attempts = 0;
+	enqueue("x", 1, &env, held);
+	enqueue("x", 1, &env, active);
+	envelope_free(&env);
+	ck_assert_int_eq(queue_hold(&q, held, 1, &err), QOP_DONE);
+	make_failed(failed);
+	spew("garbage\n", 8, "env/%s", "00000000000000001");
+	spew("x", 1, "corrupt/%s", "00000000000000002.env");
+
+	ck_assert_int_eq(queue_lock(&q, active, &e, &err), 1);
+	ck_assert_int_eq(queue_count(&q, now, &c, &err), 0);
+	queue_unlock(&e);
+	envelope_free(&e.env);
+	ck_assert_uint_eq(c.total, 4);
+	ck_assert_uint_eq(c.fresh, 1);
+	ck_assert_uint_eq(c.deferred, 1);
+	ck_assert_uint_eq(c.held, 1);
+	ck_assert_uint_eq(c.active, 1);
+	ck_assert_uint_eq(c.failed, 1);
+	ck_assert_uint_eq(c.corrupt, 2);
+	ck_assert_int_eq(c.oldest, 100);
+	/* counting moves nothing */
+	ck_assert(exists("env/%s", "00000000000000001"));
+}
+END_TEST
+
+static char *
+show_to_string(const char *id, enum qop want)
+{
+	struct err err;
+	char *out = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&out, &len);
+
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(queue_show(&q, id, f, &err), want);
+	fclose(f);
+	return out;
+}
+
+START_TEST(test_show)
+{
+	static const char body[] = "Subject: caf\xc3\xa9\r\nX-Esc: a\x1b[2J\x80\r\n"
+	    "\tfolded\\\r\n..dot\r\n\r\nbody\r\n";
+	struct envelope env;
+	char id[QID_LEN + 1], f[QID_LEN + 1], want[2048], *out;
+
+	setenv("TZ", "UTC", 1);
+	tzset();
+	simple_env(&env, "alice@example.com");
+	env.created = 1609556645;
+	env.attempts = 2;
+	env.last_attempt = 1609556700;
+	env.envid = xstrdup("e1");
+	env.last_error = xstrdup("451 4.3.0 later");
+	env.rcpts[0].dsn = xstrdup("4.3.0");
+	env.rcpts[0].error = xstrdup("451 4.3.0 later");
+	env.rcpts[0].notify = NOTIFY_SUCCESS | NOTIFY_FAILURE;
+	enqueue(body, sizeof(body) - 1, &env, id);
+	envelope_free(&env);
+	snprintf(want, sizeof(want),
+	    "id: %s\nstate: deferred\n"
+	    "arrival: 2021-01-02 03:04:05 +0000 (1609556645)\n"
+	    "sender: <alice@example.com>\nsize: %zu\nbody: 7bit\nsmtputf8: no\n"
+	    "envid: e1\nattempts: 2\n"
+	    "last attempt: 2021-01-02 03:05:00 +0000 (1609556700)\n"
+	    "next attempt: now\nheld: no\nlast error: 451 4.3.0 later\n"
+	    "recipient: bob@example.com\n  status: pending\n  dsn: 4.3.0\n"
+	    "  error: 451 4.3.0 later\n  notify: success,failure\n"
+	    "\nSubject: caf\xc3\xa9\nX-Esc: a\\x1b[2J\\x80\n\tfolded\\\\\n.dot\n",
+	    id, sizeof(body) - 1);
+	out = show_to_string(id, QOP_DONE);
+	ck_assert_str_eq(out, want);
+	free(out);
+
+	make_failed(f);
+	out = show_to_string(f, QOP_DONE);
+	ck_assert_ptr_nonnull(strstr(out, "\nstate: failed (in failed/"));
+	ck_assert_ptr_nonnull(strstr(out, "\nrecipient: bob@example.com\n"
+	    "  status: failed\n  dsn: 5.1.1\n  error: 550 5.1.1 no such user\n"
+	    "recipient: carol@example.com\n  status: sent\n  dsn: 2.0.0\n"
+	    "\nSubject: x\n"));
+	ck_assert_ptr_null(strstr(out, "next attempt"));
+	free(out);
+	out = show_to_string("0000000000000000F", QOP_MISSING);
+	ck_assert_str_eq(out, "");
+	free(out);
+}
+END_TEST
+
 static Suite *
 queue_suite(void)
 {
@@ -1273,6 +1612,7 @@ queue_suite(void)
 	tcase_add_test(tc, test_long_error_truncated);
 	tcase_add_loop_test(tc, test_parse_bad, 0, NITEMS(bad));
 	tcase_add_loop_test(tc, test_parse_good, 0, NITEMS(good));
+	tcase_add_loop_test(tc, test_canonical_roundtrip, 0, NITEMS(canonical));
 	tcase_add_test(tc, test_parse_fields);
 	suite_add_tcase(s, tc);
 
@@ -1304,6 +1644,16 @@ queue_suite(void)
 	tcase_add_test(tc, test_list_empty);
 	tcase_add_test(tc, test_list_two);
 	tcase_add_test(tc, test_list_one_and_corrupt);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("tools");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_hold_release);
+	tcase_add_test(tc, test_delete);
+	tcase_add_test(tc, test_requeue);
+	tcase_add_test(tc, test_requeue_interrupted);
+	tcase_add_test(tc, test_count);
+	tcase_add_test(tc, test_show);
 	suite_add_tcase(s, tc);
 	return s;
 }

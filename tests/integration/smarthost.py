@@ -77,6 +77,7 @@ class Handler:
         self.dot_stall = 5.0         # a "dot" stall answers 250 after this (None: never)
         self.store_on_lost_dot = True  # close/reset after the dot: the message was taken
         self.open_connections = 0
+        self.stall_limit = 60.0      # a stalled connection is dropped after this
 
     # --- SMTP hooks -------------------------------------------------------
     async def handle_MAIL(self, server, session, envelope, address, options):
@@ -315,8 +316,19 @@ class FaultySMTP(CountingSMTP):
 
     async def fault_hang(self):
         """Never answer; ends when the client goes away (the coroutine is
-        cancelled by connection_lost)."""
-        await self.loop.create_future()
+        cancelled by eof_received or connection_lost)."""
+        try:
+            await asyncio.wait_for(self.loop.create_future(),
+                                   self.event_handler.stall_limit)
+        except asyncio.TimeoutError:
+            # A client blocked writing to us never sees our socket close
+            # while we do not read: give up so the connection ends.
+            self.fault_hangup(True)
+            await self.loop.create_future()
+        except asyncio.CancelledError:
+            if self.transport is not None:
+                self.transport.close()
+            raise
 
     async def _inject(self, stage, what=None):
         """Apply a fault at stage, if any. True: the command was handled."""

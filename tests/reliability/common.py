@@ -65,7 +65,7 @@ def make_message(tag, body_lines=3, size=0):
     lines.insert(1, ".leading dot line\n")
     body = "".join(lines)
     if size > len(body):
-        filler = ("%s filler " % tag) * 8 + "\n"
+        filler = ("%s filler " % tag) * (900 // (len(tag) + 8)) + "\n"
         body += filler * ((size - len(body)) // len(filler) + 1)
     digest = hashlib.sha256(body.encode()).hexdigest()
     body += "sha256: %s\n" % digest

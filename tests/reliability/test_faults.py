@@ -63,7 +63,7 @@ def big_enough_to_block():
             wmax = int(f.read().split()[2])
     except (OSError, ValueError, IndexError):
         wmax = 4 << 20
-    return min(wmax, 32 << 20) * 2 + (2 << 20)
+    return min(wmax, 32 << 20) + (1 << 20)
 
 
 class FaultTable(unittest.TestCase):
@@ -80,8 +80,9 @@ class FaultTable(unittest.TestCase):
     def setUp(self):
         self.server.handler.clear_faults()
         self.server.handler.rcpt_replies.clear()
+        self.server.handler.stall_limit = 3 * TIMEOUT
         del self.server.handler.messages[:]
-        wait_idle(self.server)
+        self.assertTrue(wait_idle(self.server), "smarthost still busy")
         self.spool = RelSpool()
         conf, sh = spool_config(self.server, tls="starttls", auth=True,
                                 timeout="%ds" % TIMEOUT)
@@ -122,7 +123,7 @@ class FaultTable(unittest.TestCase):
         self.assertTrue(applied, "fault %s/%s was never reached" % (stage, action))
         h.clear_faults()
         h.rcpt_replies.clear()
-        wait_idle(self.server)
+        self.assertTrue(wait_idle(self.server), "smarthost still busy")
         self.assertEqual(self.spool.listdir("corrupt"), [])
         self.assertEqual(self.spool.listdir("tmp"), [])
         got = copies(self.server, mid)
