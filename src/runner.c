@@ -257,6 +257,8 @@ runner_daemon(const struct config *cfg, long interval, struct err *err)
 		free(path);
 		return -1;
 	}
+	/* The umask took the group's write bit; submitters need it. */
+	(void)chmod(path, 0660);
 	/* O_RDWR keeps a writer open, so the FIFO never reports EOF. */
 	if ((fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC)) < 0) {
 		err_sys(err, ERR_TEMP, "cannot open %s", path);

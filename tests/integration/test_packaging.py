@@ -369,7 +369,8 @@ class MakeInstall(unittest.TestCase):
         gid = grp.getgrnam(group).gr_gid
         p = self.root
         args = ["prefix=" + p, "sysconfdir=%s/etc" % p, "localstatedir=%s/var" % p,
-                "spooldir=%s/var/spool/relayq" % p, "RELAYQ_GROUP=" + group]
+                "spooldir=%s/var/spool/relayq" % p, "RELAYQ_GROUP=" + group,
+                "RELAYQ_PRIVILEGED=auto"]
         self.make("install", *args)
         st = os.stat(os.path.join(p, "sbin/relayq"))
         self.assertEqual((st.st_gid, stat.S_IMODE(st.st_mode)), (gid, 0o2755))

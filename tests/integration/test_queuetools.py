@@ -9,7 +9,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
 import unittest
 
@@ -469,8 +468,16 @@ class Summary(ToolTest):
         self.assertGreaterEqual(self.summary()["corrupt"], 1)
 
 
-@unittest.skipUnless(os.access(CHECK_MAILQ, os.X_OK),
-                     "monitoring-plugins-standard (check_mailq) not installed")
+def have_check_mailq():
+    """check_mailq and the Perl modules it loads."""
+    if not os.access(CHECK_MAILQ, os.X_OK) or shutil.which("perl") is None:
+        return False
+    return subprocess.run(["perl", "-MFindBin", "-MGetopt::Long", "-MPOSIX", "-e", "1"],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+
+
+@unittest.skipUnless(have_check_mailq(),
+                     "monitoring-plugins-standard (check_mailq) or perl not installed")
 class CheckMailq(ToolTest):
     """monitoring-plugins' check_mailq -M postfix reads our mailq."""
 
