@@ -264,7 +264,8 @@ broker_commit(struct spool *s, struct envelope *env, struct err *err)
 	if (!s->tx_open)
 		err_set(err, ERR_INTERNAL, "commit without a queue file");
 	else if (envelope_format(env, &text) < 0)
-		err_set(err, ERR_DATA, "envelope too large (too many recipients?)");
+		err_set(err, ERR_DATA, "cannot write the envelope (no recipients, "
+		    "too many, or a control character in an address)");
 	else if (send_frame(s->sock, FR_COMMIT, text.data, text.len, -1) < 0 ||
 	    recv_frame(s->sock, &type, &body, NULL) <= 0)
 		err_set(err, ERR_TEMP, "lost the queue writer process");
