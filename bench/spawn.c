@@ -6,12 +6,14 @@
  * among all the processes it and its children waited for
  * (RUSAGE_CHILDREN), which covers helpers a peer forks and reaps itself.
  *
- *   spawn [-n N] [-i FILE | -g BYTES] [-q] -- command [arg ...]
+ *   spawn [-n N] [-i FILE | -g BYTES] [-t SECONDS] [-q] -- command [arg ...]
  *
  *   -i FILE   stdin of every run is FILE (opened afresh each time)
  *   -g BYTES  stdin is a pipe fed by a generator process with a message of
  *             about BYTES bytes (headers, then 76-column body lines), so a
  *             1 GB message never touches the disk on the way in
+ *   -t SECS   kill a run (SIGKILL) that has not exited after SECS seconds;
+ *             it counts as failed, with status 124
  *   -q        no per-run lines, only the summary
  *
  * The command's stdout is /dev/null; its stderr is ours.
@@ -23,12 +25,14 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -101,23 +105,50 @@ generate(int fd, unsigned long long total)
 	_exit(0);
 }
 
+/*
+ * Wait for pid at most timeout seconds (0: forever) without polling in a
+ * loop: a pidfd becomes readable when the process exits. Returns 1 if it
+ * had to be killed.
+ */
+static int
+wait_or_kill(pid_t pid, long timeout)
+{
+	struct pollfd pfd;
+	int fd, r;
+
+	if (timeout <= 0 || (fd = (int)syscall(SYS_pidfd_open, pid, 0)) < 0)
+		return 0;
+	pfd.fd = fd;
+	pfd.events = POLLIN;
+	while ((r = poll(&pfd, 1, (int)(timeout * 1000))) < 0 && errno == EINTR)
+		;
+	close(fd);
+	if (r == 0) {
+		kill(pid, SIGKILL);
+		return 1;
+	}
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
 	const char *infile = NULL;
 	unsigned long long gen = 0;
-	long n = 1;
+	long n = 1, timeout = 0;
 	int quiet = 0, c, failed = 0;
 	struct rusage ru;
 
-	while ((c = getopt(argc, argv, "+n:i:g:q")) != -1) {
+	while ((c = getopt(argc, argv, "+n:i:g:t:q")) != -1) {
 		switch (c) {
 		case 'n': n = strtol(optarg, NULL, 10); break;
+		case 't': timeout = strtol(optarg, NULL, 10); break;
 		case 'i': infile = optarg; break;
 		case 'g': gen = strtoull(optarg, NULL, 10); break;
 		case 'q': quiet = 1; break;
 		default:
-			fprintf(stderr, "usage: spawn [-n N] [-i FILE | -g BYTES] [-q] -- cmd ...\n");
+			fprintf(stderr, "usage: spawn [-n N] [-i FILE | -g BYTES] [-t SECS] [-q] "
+			    "-- cmd ...\n");
 			return 2;
 		}
 	}
@@ -129,7 +160,7 @@ main(int argc, char **argv)
 	for (long i = 0; i < n; i++) {
 		posix_spawn_file_actions_t fa;
 		pid_t pid, genpid = -1;
-		int status = 0, in = -1, pfd[2] = { -1, -1 };
+		int status = 0, in = -1, pfd[2] = { -1, -1 }, killed;
 		long long t0, t1;
 
 		if (infile != NULL && (in = open(infile, O_RDONLY | O_CLOEXEC)) < 0)
@@ -155,6 +186,7 @@ main(int argc, char **argv)
 		errno = posix_spawnp(&pid, argv[optind], &fa, NULL, argv + optind, environ);
 		if (errno != 0)
 			die(argv[optind]);
+		killed = wait_or_kill(pid, timeout);
 		while (wait4(pid, &status, 0, &ru) < 0)
 			if (errno != EINTR)
 				die("wait4");
@@ -165,10 +197,10 @@ main(int argc, char **argv)
 		if (genpid > 0)
 			while (waitpid(genpid, NULL, 0) < 0 && errno == EINTR)
 				;
-		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		if (killed || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
 			failed++;
 		if (!quiet)
-			printf("run %ld %lld %d %ld\n", i, t1 - t0,
+			printf("run %ld %lld %d %ld\n", i, t1 - t0, killed ? 124 :
 			    WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status),
 			    ru.ru_maxrss);
 	}

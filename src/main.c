@@ -15,6 +15,8 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
 #include <sysexits.h>
 #include <unistd.h>
 
@@ -83,10 +85,60 @@ drop_privileges(void)
 }
 
 /*
+ * Close every descriptor above stderr. The caller may have lowered
+ * RLIMIT_NOFILE below descriptors it left open, so the limit is no bound:
+ * close_range(2) where the kernel has it, else a generous loop.
+ */
+static void
+close_inherited(void)
+{
+	long maxfd;
+
+#ifdef SYS_close_range
+	if (syscall(SYS_close_range, 3U, ~0U, 0U) == 0)
+		return;
+#endif
+	maxfd = sysconf(_SC_OPEN_MAX);
+	if (maxfd < 65536)
+		maxfd = 65536;
+	for (long fd = 3; fd < maxfd; fd++)
+		close((int)fd);
+}
+
+/*
+ * Ignored signals, the signal mask and timers survive exec: a caller that
+ * ignores SIGCHLD would make every waitpid() fail (and a queued message
+ * look lost), a blocked signal would never arrive, a pending alarm would
+ * fire in the middle of a commit. Start from the defaults (handlers set
+ * before main, such as a sanitizer's, are ours and stay).
+ */
+static void
+reset_signals(void)
+{
+	static const int timers[] = { ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF };
+	struct itimerval off;
+	struct sigaction old, dfl;
+	sigset_t none;
+
+	memset(&off, 0, sizeof(off));
+	memset(&dfl, 0, sizeof(dfl));
+	dfl.sa_handler = SIG_DFL;
+	sigemptyset(&dfl.sa_mask);
+	for (int sig = 1; sig < NSIG; sig++)
+		if (sigaction(sig, NULL, &old) == 0 && old.sa_handler == SIG_IGN)
+			(void)sigaction(sig, &dfl, NULL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	for (size_t i = 0; i < sizeof(timers) / sizeof(timers[0]); i++)
+		setitimer(timers[i], &off, NULL);
+}
+
+/*
  * Descriptors 0-2 valid (a closed stdout must not become a queue file),
- * everything else closed, core dumps off, a umask that keeps spool files
- * to the relayq group, and an environment reduced to a safe minimum.
- * Returns the test-only config override, captured before the reset.
+ * everything else closed, signals at their defaults, core dumps off, a
+ * umask that keeps spool files to the relayq group, and an environment
+ * reduced to a safe minimum. Returns the test-only config override,
+ * captured before the reset.
  */
 static const char *
 sanitize_process(void)
@@ -96,7 +148,6 @@ sanitize_process(void)
 	const char *tz = getenv("TZ"), *conf = getenv("RELAYQ_CONFIG");
 	char keep_tz[64] = "";
 	int have_override = 0;
-	long maxfd;
 
 	for (int fd = 0; fd <= 2; fd++)
 		if (fcntl(fd, F_GETFD) < 0) {
@@ -107,11 +158,8 @@ sanitize_process(void)
 			if (nfd != fd)
 				fatal(EX_OSERR, "descriptor %d could not be made valid", fd);
 		}
-	maxfd = sysconf(_SC_OPEN_MAX);
-	if (maxfd < 0 || maxfd > 65536)
-		maxfd = 65536;
-	for (int fd = 3; fd < maxfd; fd++)
-		close(fd);
+	close_inherited();
+	reset_signals();
 	setrlimit(RLIMIT_CORE, &nocore);
 	umask(027);
 

@@ -316,7 +316,10 @@ become_unprivileged(struct config *cfg)
 	uid_t u = getuid(), ru, eu, su;
 
 	config_wipe_secrets(cfg);
-	if (setresgid(g, g, g) < 0 || setresuid(u, u, u) < 0 ||
+	/* Only change what differs: a sandbox may forbid set*id() outright. */
+	if (getresgid(&rg, &eg, &sg) < 0 || getresuid(&ru, &eu, &su) < 0 ||
+	    ((rg != g || eg != g || sg != g) && setresgid(g, g, g) < 0) ||
+	    ((ru != u || eu != u || su != u) && setresuid(u, u, u) < 0) ||
 	    getresgid(&rg, &eg, &sg) < 0 || getresuid(&ru, &eu, &su) < 0 ||
 	    rg != g || eg != g || sg != g || ru != u || eu != u || su != u)
 		fatal(70, "cannot drop privileges: %s", strerror(errno));
@@ -348,6 +351,7 @@ check_envelope(const struct buf *text, const char *id, struct envelope *env,
 	env->last_error = NULL;
 	env->attempts = 0;
 	env->last_attempt = env->next_attempt = 0;
+	env->held = 0;               /* only an operator puts mail on hold */
 	env->created = time(NULL);
 	return 0;
 }

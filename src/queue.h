@@ -1,7 +1,9 @@
 /*
  * queue.h - the durable spool: ids, enqueue (tmp -> fsync -> rename ->
  * fsync dir), strict envelope loading, per-entry locks, state updates,
- * removal, failed/ and corrupt/, and the mailq listing.
+ * removal, failed/ and corrupt/ (queue.c); the mailq listing and --show
+ * (queue_print.c); the operator's tools (queue_admin.c). The envelope
+ * itself is envelope.h's, included here for every user of the queue.
  *
  * Layout under the queue directory:
  *   tmp/      files being written (garbage after a crash; cleaned up)
@@ -15,47 +17,8 @@
 
 #include <stdio.h>
 #include <time.h>
+#include "envelope.h"
 #include "util.h"
-
-#define QID_LEN 17                 /* 8 hex seconds, 5 hex usec, 4 hex random */
-#define ENVELOPE_VERSION 1
-#define ENVELOPE_MAX (1024 * 1024) /* largest envelope file accepted */
-
-enum rcpt_status { RCPT_PENDING, RCPT_SENT, RCPT_FAILED };
-
-/* DSN NOTIFY flags (RFC 3461); 0 means "not given". */
-#define NOTIFY_NEVER   0x1
-#define NOTIFY_SUCCESS 0x2
-#define NOTIFY_FAILURE 0x4
-#define NOTIFY_DELAY   0x8
-
-enum dsn_ret { RET_DEFAULT, RET_FULL, RET_HDRS };
-
-struct rcpt {
-	char *addr;                /* qualified envelope address */
-	char *orcpt;               /* as the caller wrote it, or NULL */
-	enum rcpt_status status;
-	unsigned notify;           /* NOTIFY_* bits */
-	char *dsn;                 /* last enhanced status "4.4.1", or NULL */
-	char *error;               /* last error for this recipient, or NULL */
-};
-
-struct envelope {
-	char id[QID_LEN + 1];
-	time_t created;
-	unsigned long long size;   /* bytes in data/ID */
-	char *sender;              /* "" is the null sender */
-	int eightbit;              /* BODY=8BITMIME needed */
-	int smtputf8;              /* SMTPUTF8 needed */
-	enum dsn_ret ret;
-	char *envid;               /* DSN ENVID, or NULL */
-	int attempts;
-	time_t last_attempt, next_attempt;
-	char *last_error;          /* shown by mailq, or NULL */
-	int held;                  /* on hold: no run delivers it until released */
-	struct rcpt *rcpts;
-	size_t nrcpts;
-};
 
 struct queue {
 	char *dir;
@@ -67,16 +30,6 @@ int qid_valid(const char *id);
 /* Open the queue; with create, make the directory and subdirectories. */
 int queue_open(struct queue *q, const char *dir, int create, struct err *err);
 void queue_close(struct queue *q);
-
-/* Envelope helpers (the text format is documented in queue.c). */
-void envelope_init(struct envelope *env);
-void envelope_add_rcpt(struct envelope *env, const char *addr, const char *orcpt,
-                       unsigned notify);
-void envelope_free(struct envelope *env);
-int envelope_format(const struct envelope *env, struct buf *out);
-/* Strict: anything unexpected, missing or unterminated is ERR_DATA. */
-int envelope_parse(const char *text, size_t len, struct envelope *env,
-                   struct err *err);
 
 /* One submission being written. */
 struct queue_tx {
@@ -146,6 +99,8 @@ int queue_peek(struct queue *q, const char *id, struct envelope *env, struct err
  */
 int queue_cleanup(struct queue *q, long grace, struct err *err);
 
+/* ---- for people (queue_print.c) ----------------------------------------- */
+
 /*
  * Postfix-style mailq listing of the queue to out. Corrupt entries are
  * skipped with a warning on stderr. After the id, '!' marks an entry on
@@ -153,7 +108,7 @@ int queue_cleanup(struct queue *q, long grace, struct err *err);
  */
 int queue_list(struct queue *q, FILE *out, struct err *err);
 
-/* ---- operator tools ----------------------------------------------------- */
+/* ---- operator tools (queue_admin.c; queue_show: queue_print.c) ---------- */
 
 /* Outcome of an operator action on one entry. */
 enum qop {

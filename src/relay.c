@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -22,6 +23,7 @@
 #include "tls.h"
 
 #define SECRET_MAX 8192
+#define COMMAND_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define COMMAND_ARGS_MAX 32
 
 struct relay {
@@ -67,7 +69,29 @@ first_line(struct buf *b)
 	}
 }
 
-/* Run password_command without a shell; its first output line is the secret. */
+/* In the password_command child: only 0-2 go to the command. */
+static void
+close_above_stderr(void)
+{
+	long maxfd;
+
+#ifdef SYS_close_range
+	if (syscall(SYS_close_range, 3U, ~0U, 0U) == 0)
+		return;
+#endif
+	maxfd = sysconf(_SC_OPEN_MAX);
+	if (maxfd < 0 || maxfd > 65536)
+		maxfd = 65536;
+	for (long fd = 3; fd < maxfd; fd++)
+		close((int)fd);
+}
+
+/*
+ * Run password_command without a shell; its first output line is the
+ * secret. It may run for whoever submitted the message (a background
+ * delivery): it gets only a fixed PATH, "/" as its directory and no
+ * descriptor but the pipe, /dev/null and stderr.
+ */
 static int
 secret_from_command(const char *command, struct buf *out, struct err *err)
 {
@@ -96,13 +120,17 @@ secret_from_command(const char *command, struct buf *out, struct err *err)
 		return -1;
 	}
 	if (pid == 0) {
+		/* Nothing of whoever triggered the delivery: environment, cwd, fds. */
+		static char *const envp[] = { "PATH=" COMMAND_PATH, NULL };
 		int devnull = open("/dev/null", O_RDONLY);
 
 		if (devnull >= 0)
 			dup2(devnull, STDIN_FILENO);
 		dup2(fds[1], STDOUT_FILENO);
+		close_above_stderr();
 		signal(SIGPIPE, SIG_DFL);
-		execvp(argv[0], argv);
+		if (chdir("/") == 0)
+			execvpe(argv[0], argv, envp);
 		_exit(127);
 	}
 	close(fds[1]);

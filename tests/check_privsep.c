@@ -681,6 +681,8 @@ child_crashes(struct spool *s, void *arg)
 	setrlimit(RLIMIT_CORE, &nocore);
 	if (begin_message(s, id) < 0)
 		return 10;
+	if (sig != SIGKILL)
+		signal(sig, SIG_DFL);   /* not Check's or ASan's handler */
 	raise(sig);
 	return 11;
 }
@@ -832,7 +834,8 @@ START_TEST(setgid_caller_loses_the_group)
 		fprintf(stderr, "setgid_caller_loses_the_group: needs root, skipped\n");
 		return;
 	}
-	ck_assert_int_eq(mkdir(spool, 0770), 0);
+	ck_assert_int_eq(mkdir(spool, 0700), 0);
+	ck_assert_int_eq(chmod(spool, 0770), 0);
 	ck_assert_int_eq(chown(spool, 0, PRIV_GID), 0);
 	ck_assert_int_eq(chmod(dir, 0755), 0);
 	if ((pid = fork()) == 0) {

@@ -61,9 +61,12 @@ check_config(const struct config *c, const char *listing)
 		    sh->port >= 1 && sh->port <= 65535,
 		    "smarthost %zu: host or port unusable", i);
 	}
-	for (p = listing; (p = strstr(p, "password = \"")) != NULL; p++)
-		FUZZ_CHECK(strncmp(p + 12, "********\"\n", 10) == 0,
-		    "-bP shows a password: %.40s", p);
+	for (p = listing; p != NULL && *p != '\0'; p = strchr(p, '\n')) {
+		p += strspn(p, "\n ");
+		if (strncmp(p, "password = ", 11) == 0)
+			FUZZ_CHECK(strncmp(p + 11, "\"********\"\n", 11) == 0,
+			    "-bP shows a password: %.40s", p);
+	}
 }
 
 int

@@ -43,6 +43,8 @@ logging.getLogger("mail.log").setLevel(logging.ERROR)
 
 
 class Message:
+    lost_reply = False    # taken, but the reply was lost (a "dot" close/reset fault)
+
     def __init__(self, envelope, session, server):
         self.mail_from = envelope.mail_from
         self.rcpt_tos = list(envelope.rcpt_tos)
@@ -172,7 +174,8 @@ class Handler:
             # The worst case for the client: the message was taken, the
             # reply is lost (the one duplicate SMTP allows).
             if self.store_on_lost_dot:
-                self.record(envelope, session, server)
+                n = self.record(envelope, session, server)
+                self.messages[n - 1].lost_reply = True
             server.fault_hangup(act == "reset")
             await server.fault_hang()
         if act == "stall":

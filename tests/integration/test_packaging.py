@@ -116,6 +116,12 @@ class Units(SpoolTest):
                 fams = " ".join(svc("RestrictAddressFamilies")).split()
                 self.assertLessEqual({"AF_INET", "AF_INET6", "AF_UNIX", "AF_NETLINK"},
                                      set(fams))
+        # The -bs listener runs unprivileged and needs the setgid bit to
+        # work, so that its parser child can drop the group (privsep.h).
+        smtp = unit_settings(self.units["relayq-smtp@.service"])
+        self.assertEqual(smtp[("Service", "User")], ["nobody"])
+        self.assertNotIn(("Service", "NoNewPrivileges"), smtp)
+        self.assertNotIn(("Service", "RestrictSUIDSGID"), smtp)
         daemon = unit_settings(self.units["relayq.service"])
         timer = unit_settings(self.units["relayq-queue.timer"])
         self.assertEqual(daemon[("Unit", "Conflicts")], ["relayq-queue.timer"])

@@ -28,6 +28,9 @@ from common import (RelSpool, spool_config, start_server, make_message, copies, 
                     is_whole, wait_idle, figure, outcome, limit_nofile, run,
                     SENDER, RCPT)
 
+# How many of these a run makes depends on timing (a reply read at once, or
+# EAGAIN, poll and a second read): a kill point among them may not be reached.
+SOCKET_CALLS = ("recvfrom", "poll", "read", "recvmsg")
 NOFILE = 64          # keeps relayq's start-up close() loop short for strace
 LINE_RE = re.compile(r"^(\d+)\s+(\w+)\((.*)$")
 QID_RE = re.compile(r"[0-9A-F]{17}")
@@ -231,7 +234,10 @@ class CrashTest(unittest.TestCase):
                 self.traced(sp, ["-q"], inject=(name, n), out=trace)
                 killed = self.killed_at(trace)
                 if killed is None:
-                    unreached += 1
+                    if name in SOCKET_CALLS:
+                        unreached += 1      # this run needed fewer of them
+                    else:
+                        problems.append("%s: the kill did not happen" % where)
                     continue
                 (kname, kargs), done = killed
                 self.assertEqual(kname, name, where)
@@ -288,7 +294,7 @@ class CrashTest(unittest.TestCase):
                     (known if sp.listdir("corrupt") else problems).append(str(e))
             finally:
                 sp.cleanup()
-        if unreached > len(pts) // 10:
+        if unreached > len([p for p in pts if p[0] in SOCKET_CALLS]) // 2:
             problems.append("%d of %d kill points never reached" % (unreached, len(pts)))
         figure("crash-deliver", unreached_points=unreached)
         return pts, problems, known, dups

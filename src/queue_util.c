@@ -1,0 +1,130 @@
+/*
+ * queue_util.c - helpers the spool files share (declared in queue_int.h):
+ * paths under the queue directory, the crash-safe file primitives
+ * (no-replace rename, locked exclusive create, durable write, directory
+ * fsync), how a failed creation is classed, and two string helpers.
+ */
+#include "autoconf.h"
+
+#include <sys/types.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "queue_int.h"
+
+#define FILE_MODE      0640
+
+/* Paths are built from q->dir, checked for length in queue_open. */
+int PRINTF_LIKE(4, 5)
+qpath(const struct queue *q, char *out, size_t size, const char *fmt, ...)
+{
+	char rel[QPATH_MAX];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(rel, sizeof(rel), fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(rel))
+		return -1;
+	return str_fmt(out, size, "%s/%s", q->dir, rel);
+}
+
+/* Creation failures the caller cannot fix by waiting. */
+enum err_class
+create_class(int e)
+{
+	if (e == EACCES || e == EPERM || e == EROFS)
+		return ERR_CANTCREAT;
+	return ERR_TEMP;
+}
+
+void
+escape_str(const char *s, char *out, size_t size)
+{
+	str_escape(s, strlen(s), out, size);
+}
+
+/* For qsort over a strlist's strings. */
+int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* ---- small file-system helpers ---------------------------------------- */
+
+/* rename that never replaces an existing target. */
+int
+rename_noreplace(const char *from, const char *to)
+{
+#ifdef HAVE_RENAMEAT2
+	if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
+		return -1;
+#endif
+	if (link(from, to) < 0)
+		return -1;
+	if (unlink(from) < 0) {
+		int saved = errno;
+
+		unlink(to);
+		errno = saved;
+		return -1;
+	}
+	return 0;
+}
+
+int
+fsync_subdir(const struct queue *q, const char *sub)
+{
+	char path[QPATH_MAX];
+
+	if (qpath(q, path, sizeof(path), "%s", sub) < 0) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	return fsync_dir(path);
+}
+
+/* Create a new file for writing, locked, with exactly FILE_MODE. */
+int
+create_locked(const char *path)
+{
+	int fd, saved;
+
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+	    FILE_MODE);
+	if (fd < 0)
+		return -1;
+	if (fchmod(fd, FILE_MODE) < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		saved = errno;
+		close(fd);
+		unlink(path);
+		errno = saved;
+		return -1;
+	}
+	return fd;
+}
+
+/* Write and fsync a whole buffer; on failure the file is closed and gone. */
+int
+fill_file(int fd, const char *path, const struct buf *b, struct err *err)
+{
+	if (write_all(fd, b->data, b->len) < 0 || fsync(fd) < 0) {
+		err_sys(err, ERR_TEMP, "write %s", path);
+		close(fd);
+		unlink(path);
+		return -1;
+	}
+	return 0;
+}
