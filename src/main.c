@@ -67,6 +67,32 @@ fail(const struct err *err)
 	return exit_code(err->cls);
 }
 
+/*
+ * A caller who may not read the config must not learn its contents from
+ * an error message either (an unquoted password can end up as "unknown
+ * key"): such a caller gets the file and line, the system log the rest.
+ */
+static int
+config_failed(const struct err *err)
+{
+	char where[256];
+	const char *p;
+	size_t n;
+
+	if (getuid() == 0 || (getegid() == getgid() && geteuid() == getuid()))
+		return fail(err);
+	/* "file:line: key: reason" -> "file:line" */
+	p = strchr(err->msg, ':');
+	p = p ? strchr(p + 1, ':') : NULL;
+	n = p ? (size_t)(p - err->msg) : strlen(err->msg);
+	str_fmt(where, sizeof(where), "%.*s", (int)(n < 200 ? n : 200), err->msg);
+	if (log_open("syslog", NULL) == 0)
+		log_error("%s", err->msg);
+	log_close();
+	log_user("%s: configuration error (details in the mail log)", where);
+	return EX_CONFIG;
+}
+
 /* Are we running with more privilege than the caller (setgid install)? */
 static int
 privileged(void)
@@ -639,11 +665,11 @@ main(int argc, char **argv)
 	} else if (override != NULL) {
 		config_path = override;
 	}
-	if (req.log_path != NULL)
-		drop_privileges();
+	/* -X (sendmail's traffic log) is accepted and ignored, as Postfix
+	 * does: no file is opened, so no privilege needs to go. */
 	log_set_verbose(req.verbose);
 	if (config_load(config_path, &cfg, &err) < 0)
-		return fail(&err);
+		return config_failed(&err);
 	if (log_open(cfg->log, &err) < 0) {
 		rc = fail(&err);
 		config_free(cfg);

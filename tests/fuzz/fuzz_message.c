@@ -18,6 +18,9 @@
  *  - Bcc, Resent-Bcc, Return-Path and Content-Length are gone; with
  *    fix-ups, Received comes first and Date, Message-ID and From exist;
  *  - -t recipients carry no control character but TAB;
+ *  - with crlf_dots (the -bs DATA rule against SMTP smuggling) the
+ *    message ends exactly where the raw bytes hold ".\r\n" at the start
+ *    or "\r\n.\r\n", the sequence every other SMTP hop sees as the end;
  *  - the wire form is a fixed point: read back with "." handling and no
  *    fix-ups it comes out byte for byte the same;
  *  - errors are ERR_DATA with a message that is safe for one log line.
@@ -162,6 +165,17 @@ check_wire(const char *out, size_t len, const struct msg_opts *o)
 	    "fix-ups missing: Date %d, Message-ID %d, From %d", date, mid, from);
 }
 
+#ifdef MSG_INPUT_SIZE
+/* Where an SMTP server that follows RFC 5321 to the letter ends DATA. */
+static int
+raw_end_marker(const uint8_t *p, size_t n)
+{
+	if (n >= 3 && memcmp(p, ".\r\n", 3) == 0)
+		return 1;
+	return memmem(p, n, "\r\n.\r\n", 5) != NULL;
+}
+#endif
+
 /* Reading the wire form back ("." handling, no fix-ups) changes nothing. */
 static void
 check_fixed_point(const char *out, size_t len)
@@ -209,6 +223,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    "info not freed on failure");
 		return 0;
 	}
+#ifdef MSG_INPUT_SIZE
+	if (o.dot_ends && o.crlf_dots)
+		FUZZ_CHECK(info.ended == raw_end_marker(data + 1, size - 1),
+		    "with crlf_dots the message %s, but the bytes %s \"\\r\\n."
+		    "\\r\\n\"", info.ended ? "ended" : "did not end",
+		    info.ended ? "hold no" : "hold a");
+#endif
 	out = fuzz_memfd_get(outfd, &len);
 	FUZZ_CHECK(info.size == len, "info.size %llu, %zu bytes written",
 	    info.size, len);

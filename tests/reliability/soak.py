@@ -77,7 +77,6 @@ class Soak(unittest.TestCase):
                 t.start()
             for t in subs:
                 t.join()
-            t_submit = time.monotonic() - t0
             # Let the runners and the daemon work through the faults, then
             # drain with the faults still on, then once more with them off.
             while self.spool.ids() and time.monotonic() < deadline - 120:
@@ -134,12 +133,14 @@ class Soak(unittest.TestCase):
                lost=len(neither), refused=len(refused),
                faults=sum(faults.values()), bounces_delivered=sum(dsn_delivered.values()),
                bounces_failed=dsn_failed)
+        overlap = len([m for m in submitted if m in got and m in failed_mids])
         outcome("soak", "%d messages, random faults (%d injected), %.0f min"
                 % (len(submitted), sum(faults.values()), took / 60),
-                "delivered %d + bounced %d = %d (submitted %d); duplicates %d (all after "
-                "a lost reply to the dot); lost %d"
-                % (delivered, bounced, delivered + bounced, len(submitted),
-                   sum(c - 1 for c in dups.values()), len(neither)))
+                "delivered %d + bounced %d - both %d (taken before a lost reply, then "
+                "refused on the retry) = %d (submitted %d); duplicates %d (all after a "
+                "lost reply to the dot); lost %d"
+                % (delivered, bounced, overlap, delivered + bounced - overlap,
+                   len(submitted), sum(c - 1 for c in dups.values()), len(neither)))
         print("\nsoak: %d submitted, %d delivered, %d bounced, %d duplicates, %d lost, "
               "%d refused at submission; %d faults: %s"
               % (len(submitted), delivered, bounced, sum(c - 1 for c in dups.values()),

@@ -21,7 +21,6 @@ import os
 import re
 import shutil
 import subprocess
-import time
 import unittest
 
 from common import (RelSpool, spool_config, start_server, make_message, copies, dsns,
