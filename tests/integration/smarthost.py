@@ -210,6 +210,34 @@ class Handler:
             return AuthResult(success=True, auth_data=LoginPassword(user.encode(), b""))
         return AuthResult(success=False, handled=False)
 
+    async def _oauth(self, server, args, name, parse):
+        """XOAUTH2 / OAUTHBEARER: the token is checked as the user's password."""
+        blob = base64.b64decode(args[1]) if len(args) > 1 else \
+            await server.challenge_auth(b"")
+        try:
+            user, token = parse(blob.decode())
+        except (ValueError, AttributeError):
+            return AuthResult(success=False, handled=False)
+        if self.users.get(user) == token:
+            self.used_mechanisms.append(name)
+            return AuthResult(success=True, auth_data=LoginPassword(user.encode(), b""))
+        await server.challenge_auth(b'{"status":"401"}')
+        return AuthResult(success=False, handled=False)
+
+    async def auth_XOAUTH2(self, server, args):
+        def parse(text):
+            fields = dict(f.split("=", 1) for f in text.split("\x01") if f)
+            return fields["user"], fields["auth"].split("Bearer ", 1)[1]
+        return await self._oauth(server, args, "XOAUTH2", parse)
+
+    async def auth_OAUTHBEARER(self, server, args):
+        def parse(text):
+            gs2, _, rest = text.partition("\x01")
+            user = gs2.split("a=", 1)[1].rstrip(",")
+            fields = dict(f.split("=", 1) for f in rest.split("\x01") if f)
+            return user, fields["auth"].split("Bearer ", 1)[1]
+        return await self._oauth(server, args, "OAUTHBEARER", parse)
+
     async def auth_SCRAM__SHA__256(self, server, args):
         """RFC 5802/7677 server side, so the client's proof and our signature
         are both checked against an independent implementation."""

@@ -271,6 +271,26 @@ class PhpMail(CallerTest):
         self.check_message(m)
 
     @need("php")
+    def test_spaced_f_and_a_quoted_comma(self):
+        # "-f addr" as two words, a display name with a comma, and PHP's
+        # X-PHP-Originating-Script (mail.add_x_header).
+        script = self.write("mail.php", PHP_MAIL)
+        self.program(["php", "-n", "-d", "mail.add_x_header=On",
+                      "-d", "sendmail_path=%s -t -i" % self.sendmail, script],
+                     input=json.dumps({"to": '"Doe, John" <john@example.org>, jane@example.org',
+                                       "subject": "=?UTF-8?B?R3LDvMOfZQ==?=", "message": "x",
+                                       "headers": 'From: "Shop, Inc." <shop@example.net>',
+                                       "params": "-f bounces@example.net"}).encode())
+        [m] = self.deliver(1)
+        self.assertEqual(m.mail_from, "bounces@example.net")
+        self.assertEqual(m.rcpt_tos, ["john@example.org", "jane@example.org"])
+        fields, body = parse(m.data)
+        self.assertEqual(one(fields, "to"), b'"Doe, John" <john@example.org>, jane@example.org')
+        self.assertEqual(one(fields, "from"), b'"Shop, Inc." <shop@example.net>')
+        self.assertEqual(one(fields, "x-php-originating-script"), b"0:mail.php")
+        self.assertEqual(body, b"x\n")
+
+    @need("php")
     def test_sender_from_header_without_f(self):
         self.configure("sender_from_header = yes\n")
         self.php_mail("From: Web Shop <shop@example.net>\r\nReply-To: help@example.net")

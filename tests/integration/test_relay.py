@@ -125,6 +125,23 @@ class Delivery(RelayTest):
                 self.assertEqual(self.server.handler.used_mechanisms, [mech], p.stderr)
         self.assertEqual(len(self.server.messages), 4)
 
+    def test_oauth_token_from_password_command(self):
+        script = os.path.join(self.spool.root, "token")
+        with open(script, "w") as f:
+            f.write("#!/bin/sh\necho '%s'\n" % PASSWORD)
+        os.chmod(script, 0o755)
+        for mech in ("XOAUTH2", "OAUTHBEARER"):
+            with self.subTest(mech=mech):
+                self.server.handler.used_mechanisms.clear()
+                self.configure(smarthosts=self.smarthost_conf(
+                    auth='{ "%s" }' % mech, password=None,
+                    password_command='"%s"' % script))
+                p = self.submit(["-v", "-odi", "rcpt@example.org"], MSG)
+                self.assertExit(p, 0)
+                self.assertEqual(self.server.handler.used_mechanisms, [mech], p.stderr)
+                self.assertNotIn(PASSWORD.encode(), p.stderr)
+        self.assertEqual(len(self.server.messages), 2)
+
     def test_default_mechanism_is_strongest(self):
         self.configure()
         self.assertExit(self.submit(["-odi", "rcpt@example.org"], MSG), 0)

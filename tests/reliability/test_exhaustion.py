@@ -304,7 +304,10 @@ class Unwritable(Base):
 
 ERRNO_FOR = {"write": "ENOSPC", "fsync": "EIO", "fdatasync": "EIO", "openat": "ENOSPC",
              "renameat2": "ENOSPC", "rename": "ENOSPC", "link": "ENOSPC", "mkdir": "ENOSPC",
-             "fchmod": "EPERM", "flock": "ENOLCK", "close": "EIO", "read": "EIO"}
+             "fchmod": "EPERM", "flock": "ENOLCK", "read": "EIO"}
+# Not close(): strace makes an injected error skip the call, so the
+# descriptor stays open (on Linux a failing close still frees it) and the
+# front end's parent waits for an EOF from its child that never comes.
 
 
 @unittest.skipUnless(STRACE, "strace with fault injection not available")
@@ -320,10 +323,8 @@ class InjectedErrors(Base):
                 prefix=["strace", "-f", "-q", "-o", trace], preexec_fn=limit_nofile(NOFILE))
         self.assertEqual(p.returncode, 0, p.stderr)
         calls = parse_trace(trace, with_pid=True)
-        start = next((i for i, (p_, n, a) in enumerate(calls)
-                      if n in ("clone", "fork", "vfork", "clone3")),
-                     next(i for i, (p_, n, a) in enumerate(calls)
-                          if n == "mkdir" and "/queue\"" in a))
+        start = next(i for i, (p_, n, a) in enumerate(calls)
+                     if n == "mkdir" and "/queue\"" in a)
         pts = [pt for pt in points(calls, start) if pt[0] in ERRNO_FOR]
         self.spool.run_until_empty(3)
         problems, refused, accepted = [], 0, 0
