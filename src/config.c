@@ -43,6 +43,10 @@
 #define CONFIG_MAX_NAME   64             /* smarthost section title */
 #define CONFIG_MAX_LIST   100            /* entries in retry or auth */
 #define CONFIG_MAX_HOSTS  100            /* smarthost sections */
+#define CONFIG_LINE_MIN   512            /* RFC 5321 4.5.3.1: command, reply line */
+#define CONFIG_LINE_MAX   65536          /* max_smtp_line, max_reply_line */
+#define CONFIG_LINES_MIN  10             /* an EHLO reply needs a few */
+#define CONFIG_LINES_MAX  10000          /* max_reply_lines */
 
 /* Where each key was last set, for checks that span keys. */
 struct keyline {
@@ -364,6 +368,33 @@ check_count(struct check *c)
 	return 0;
 }
 
+/* A number from lo to hi; why says where the bounds come from. */
+static int
+check_range(struct check *c, long lo, long hi, const char *because)
+{
+	char esc[160];
+	long n;
+
+	if (parse_long(c->in, lo, hi, &n) < 0)
+		return why(c, "bad number \"%s\" (use %ld to %ld%s)",
+		    shown(c->in, esc, sizeof(esc)), lo, hi, because);
+	return 0;
+}
+
+/* Line lengths in octets, without the CRLF; RFC 5321 allows 512. */
+static int
+check_line_length(struct check *c)
+{
+	return check_range(c, CONFIG_LINE_MIN, CONFIG_LINE_MAX,
+	    "; RFC 5321 lines may be 512 octets long");
+}
+
+static int
+check_reply_lines(struct check *c)
+{
+	return check_range(c, CONFIG_LINES_MIN, CONFIG_LINES_MAX, "");
+}
+
 static int
 check_port(struct check *c)
 {
@@ -494,6 +525,9 @@ static const struct keydef {
 	{ "max_headers", check_count },
 	{ "max_recipients", check_count },
 	{ "max_alias_expansions", check_count },
+	{ "max_smtp_line", check_line_length },
+	{ "max_reply_lines", check_reply_lines },
+	{ "max_reply_line", check_line_length },
 	{ "delivery", check_delivery },
 	{ "log", check_log },
 	{ "sender_rewrite", check_text },
@@ -959,6 +993,9 @@ build_config(cfg_t *cfg, struct config *c)
 	c->max_headers = get_long(cfg, "max_headers");
 	c->max_recipients = get_long(cfg, "max_recipients");
 	c->max_alias_expansions = get_long(cfg, "max_alias_expansions");
+	c->max_smtp_line = get_long(cfg, "max_smtp_line");
+	c->max_reply_lines = get_long(cfg, "max_reply_lines");
+	c->max_reply_line = get_long(cfg, "max_reply_line");
 
 	c->nsmarthosts = cfg_size(cfg, "smarthost");
 	c->smarthosts = xcalloc(c->nsmarthosts, sizeof(*c->smarthosts));
@@ -1022,6 +1059,9 @@ config_load(const char *path, struct config **out, struct err *err)
 		CFG_STR_CB("max_headers", "1000", CFGF_NONE, on_value),
 		CFG_STR_CB("max_recipients", "1000", CFGF_NONE, on_value),
 		CFG_STR_CB("max_alias_expansions", "1000", CFGF_NONE, on_value),
+		CFG_STR_CB("max_smtp_line", "1024", CFGF_NONE, on_value),
+		CFG_STR_CB("max_reply_lines", "100", CFGF_NONE, on_value),
+		CFG_STR_CB("max_reply_line", "2048", CFGF_NONE, on_value),
 		CFG_SEC("smarthost", sh_opts,
 		    CFGF_TITLE | CFGF_MULTI | CFGF_NO_TITLE_DUPES),
 		CFG_END()
@@ -1237,6 +1277,9 @@ config_print(FILE *out, const struct config *cfg)
 	fprintf(out, "max_headers = %ld\n", cfg->max_headers);
 	fprintf(out, "max_recipients = %ld\n", cfg->max_recipients);
 	fprintf(out, "max_alias_expansions = %ld\n", cfg->max_alias_expansions);
+	fprintf(out, "max_smtp_line = %ld\n", cfg->max_smtp_line);
+	fprintf(out, "max_reply_lines = %ld\n", cfg->max_reply_lines);
+	fprintf(out, "max_reply_line = %ld\n", cfg->max_reply_line);
 	if (cfg->nsmarthosts == 0)
 		fprintf(out, "\n# no smarthost: mail stays in the queue\n");
 	for (size_t i = 0; i < cfg->nsmarthosts; i++)

@@ -48,6 +48,9 @@ struct config {
 	long max_headers;        /* default 1000 */
 	long max_recipients;     /* default 1000 */
 	long max_alias_expansions; /* default 1000 */
+	long max_smtp_line;      /* -bs command line, octets without CRLF; 1024 */
+	long max_reply_lines;    /* lines in one smarthost reply; default 100 */
+	long max_reply_line;     /* octets in one reply line without CRLF; 2048 */
 };
 
 #ifdef SYSCONFDIR

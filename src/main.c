@@ -264,6 +264,7 @@ struct deliveries {
 	const struct config *cfg;
 	enum delivery_mode mode;
 	struct strlist ids;          /* foreground: delivered at the end */
+	unsigned committed;          /* messages made durable */
 };
 
 /* In the privileged parent, right after a message became durable. */
@@ -272,6 +273,7 @@ queued(const char *qid, void *arg)
 {
 	struct deliveries *d = arg;
 
+	d->committed++;
 	switch (d->mode) {
 	case DELIVERY_BACKGROUND:
 		runner_background(d->cfg, qid);
@@ -338,6 +340,15 @@ do_submit(const struct config *cfg, const struct request *req)
 	int code;
 
 	code = privsep_run(cfg, submit_child, &a, queued, &d, &err);
+	/*
+	 * Once the message is durable the answer is 0, whatever became of the
+	 * child: a caller told otherwise would send it again.
+	 */
+	if (d.committed > 0 && code != EX_OK) {
+		log_warn("the message was queued although the front end reported "
+		    "an error (%s); exit status 0", code < 0 ? err.msg : "see above");
+		code = EX_OK;
+	}
 	if (code < 0) {
 		strlist_free(&d.ids);
 		return fail(&err);

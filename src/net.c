@@ -37,6 +37,7 @@
 struct conn {
 	int fd;
 	long timeout;
+	size_t line_max;            /* longest line conn_read_line takes */
 	struct tls_conn *tls;
 	char peer[PEER_MAX];
 	size_t rpos, rlen;          /* unread bytes are rbuf[rpos..rlen) */
@@ -248,6 +249,7 @@ net_connect(const char *host, int port, long connect_timeout, long io_timeout,
 	c = xcalloc(1, sizeof(*c));
 	c->fd = fd;
 	c->timeout = io_timeout > 0 ? io_timeout : 1;
+	c->line_max = NET_LINE_MAX;
 	str_copy(c->peer, peer, sizeof(c->peer));
 	if (err != NULL) {
 		err->cls = ERR_OK;
@@ -266,6 +268,14 @@ void
 conn_set_timeout(struct conn *c, long secs)
 {
 	c->timeout = secs > 0 ? secs : 1;
+}
+
+void
+conn_set_line_max(struct conn *c, size_t max)
+{
+	if (max == 0)
+		max = NET_LINE_MAX;
+	c->line_max = max < NET_LINE_LIMIT ? max : NET_LINE_LIMIT;
 }
 
 /* ------------------------------------------------------------------ */
@@ -348,7 +358,7 @@ conn_read_line(struct conn *c, char *line, size_t size, size_t *len,
 
 	if (size < 2)
 		return err_set(err, ERR_INTERNAL, "conn_read_line: buffer too small");
-	limit = size - 1 < NET_LINE_MAX ? size - 1 : NET_LINE_MAX;
+	limit = size - 1 < c->line_max ? size - 1 : c->line_max;
 	for (;;) {
 		while (c->rpos < c->rlen) {
 			char ch = c->rbuf[c->rpos++];

@@ -13,7 +13,8 @@ struct conn;
 struct tls_client;
 struct tls_conn;
 
-#define NET_LINE_MAX 2048     /* longest line accepted from a server */
+#define NET_LINE_MAX 2048     /* longest line accepted by default */
+#define NET_LINE_LIMIT 65536  /* the most conn_set_line_max() allows */
 
 /*
  * Resolve host and try each address getaddrinfo returns, in order (IPv6
@@ -26,6 +27,9 @@ struct conn *net_connect(const char *host, int port, long connect_timeout,
                          long io_timeout, struct err *err);
 const char *conn_peer(const struct conn *c);
 void conn_set_timeout(struct conn *c, long secs);
+/* Longest line conn_read_line accepts: 0 = NET_LINE_MAX, at most
+ * NET_LINE_LIMIT (config max_reply_line). */
+void conn_set_line_max(struct conn *c, size_t max);
 
 /*
  * Start TLS on the connection (STARTTLS after the 220, or at once for
@@ -43,7 +47,7 @@ struct tls_conn *conn_tls(const struct conn *c);
 /*
  * Read one line (without CRLF/LF) into line (NUL-terminated). ERR_TEMP on
  * timeout, EOF or I/O error; ERR_PROTO on a line longer than size-1 or
- * NET_LINE_MAX, or containing NUL.
+ * the connection's line maximum, or containing NUL.
  */
 int conn_read_line(struct conn *c, char *line, size_t size, size_t *len,
                    struct err *err);

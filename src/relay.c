@@ -191,7 +191,9 @@ relay_open(struct relay *r)
 	r->down_reason[0] = '\0';
 	for (size_t i = 0; i < r->cfg->nsmarthosts; i++) {
 		const struct smarthost *sh = &r->cfg->smarthosts[i];
-		struct smtp_params p = { .sh = sh, .helo_name = r->cfg->hostname };
+		struct smtp_params p = { .sh = sh, .helo_name = r->cfg->hostname,
+		    .max_reply_lines = (int)r->cfg->max_reply_lines,
+		    .max_reply_line = (int)r->cfg->max_reply_line };
 		struct buf secret;
 		int rc;
 

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -185,6 +186,25 @@ run_entry(const struct config *cfg, struct queue *q, struct relay *relay,
 	envelope_free(&e.env);
 }
 
+/*
+ * A run that could not record what it delivered would deliver it again
+ * next time: refuse to start one on a spool that cannot be written.
+ */
+static int
+spool_writable(const char *dir, struct err *err)
+{
+	char env[4096];
+	struct statvfs vfs;
+
+	if (statvfs(dir, &vfs) == 0 && (vfs.f_flag & ST_RDONLY))
+		return err_set(err, ERR_TEMP, "queue directory %s is on a read-only "
+		    "file system; not delivering (results could not be recorded)", dir);
+	if (str_fmt(env, sizeof(env), "%s/env", dir) == 0 &&
+	    faccessat(AT_FDCWD, env, W_OK, AT_EACCESS) < 0)
+		return err_sys(err, ERR_TEMP, "cannot write %s; not delivering", env);
+	return 0;
+}
+
 int
 runner_run(const struct config *cfg, const struct run_opts *o,
     struct run_stats *st, struct err *err)
@@ -196,6 +216,10 @@ runner_run(const struct config *cfg, const struct run_opts *o,
 	memset(st, 0, sizeof(*st));
 	if (queue_open(&q, cfg->queue_dir, 0, err) < 0)
 		return -1;
+	if (spool_writable(cfg->queue_dir, err) < 0) {
+		queue_close(&q);
+		return -1;
+	}
 	if (o->only_id != NULL) {
 		if (!qid_valid(o->only_id)) {
 			queue_close(&q);

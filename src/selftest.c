@@ -139,7 +139,9 @@ open_session(const struct config *cfg, const struct smarthost *sh,
     struct tls_client *tc, const char *secret, struct err *err)
 {
 	struct smtp_params p = { .sh = sh, .helo_name = cfg->hostname,
-	    .tls = tc, .secret = secret };
+	    .tls = tc, .secret = secret,
+	    .max_reply_lines = (int)cfg->max_reply_lines,
+	    .max_reply_line = (int)cfg->max_reply_line };
 	struct smtp_session *s;
 
 	return smtp_open(&p, &s, err) == 0 ? s : NULL;

@@ -87,6 +87,9 @@ struct smtp_session {
 	struct conn *c;
 	enum smtp_state state;
 	long timeout;
+	int max_lines;             /* lines in one reply */
+	char *line;                /* one reply line: max_reply_line + NUL */
+	size_t linesize;
 	unsigned ext;              /* SMTP_EXT_* of the last EHLO */
 	unsigned long long size_max;
 	struct strlist auth;       /* mechanisms offered, upper case */
@@ -236,13 +239,14 @@ buf_append_capped(struct buf *b, const char *p, size_t n)
 
 /*
  * Read one complete reply. Lines are checked strictly (same code on every
- * line, at most SMTP_REPLY_LINES_MAX); r->text joins them escaped, and the
- * raw text after each "NNN-" is kept in s->lines for EHLO and AUTH.
+ * line, at most s->max_lines, each at most max_reply_line octets); r->text
+ * joins them escaped, and the raw text after each "NNN-" is kept in
+ * s->lines for EHLO and AUTH.
  */
 static int
 read_reply(struct smtp_session *s, struct smtp_reply *r, struct err *err)
 {
-	char line[NET_LINE_MAX + 1], esc[256], enh[sizeof(r->enh)];
+	char *line = s->line, esc[256], enh[sizeof(r->enh)];
 	const char *text;
 	struct buf raw;
 	int code, more, n = 0;
@@ -252,7 +256,7 @@ read_reply(struct smtp_session *s, struct smtp_reply *r, struct err *err)
 	strlist_free(&s->lines);
 	buf_init(&raw, 4 * SMTP_TEXT_MAX);
 	do {
-		if (conn_read_line(s->c, line, sizeof(line), &len, err) < 0) {
+		if (conn_read_line(s->c, line, s->linesize, &len, err) < 0) {
 			buf_free(&raw);
 			return io_fail(s, err, 0);
 		}
@@ -260,12 +264,12 @@ read_reply(struct smtp_session *s, struct smtp_reply *r, struct err *err)
 			log_transcript("<-", "334 ***", 7);
 		else
 			log_transcript("<-", line, len);
-		if (++n > SMTP_REPLY_LINES_MAX) {
+		if (++n > s->max_lines) {
 			buf_free(&raw);
 			s->broken = 1;
 			return err_set(err, ERR_PROTO, "%s: reply to %s has "
 			    "more than %d lines", peer(s),
-			    state_names[s->state], SMTP_REPLY_LINES_MAX);
+			    state_names[s->state], s->max_lines);
 		}
 		if (smtp_parse_line(line, &code, &more, enh, sizeof(enh),
 		    &text) < 0) {
@@ -644,6 +648,7 @@ session_free(struct smtp_session *s)
 	session_end(s);
 	strlist_free(&s->auth);
 	strlist_free(&s->lines);
+	free(s->line);
 	free(s->helo);
 	free(s);
 }
@@ -667,6 +672,7 @@ smtp_open(const struct smtp_params *p, struct smtp_session **out,
 {
 	const struct smarthost *sh = p->sh;
 	struct smtp_session *s;
+	size_t linemax;
 
 	*out = NULL;
 	if (!helo_name_ok(p->helo_name))
@@ -679,6 +685,14 @@ smtp_open(const struct smtp_params *p, struct smtp_session **out,
 	s->tls = p->tls;
 	s->helo = xstrdup(p->helo_name);
 	s->timeout = sh->timeout > 0 ? sh->timeout : 300;
+	s->max_lines = p->max_reply_lines > 0 ? p->max_reply_lines :
+	    SMTP_REPLY_LINES_MAX;
+	linemax = p->max_reply_line > 0 ? (size_t)p->max_reply_line :
+	    SMTP_REPLY_LINE_MAX;
+	if (linemax > NET_LINE_LIMIT)
+		linemax = NET_LINE_LIMIT;
+	s->linesize = linemax + 1;
+	s->line = xmalloc(s->linesize);
 	s->state = SMTP_CONNECT;
 	s->c = net_connect(sh->host, sh->port,
 	    sh->connect_timeout > 0 ? sh->connect_timeout : 30, s->timeout,
@@ -687,6 +701,7 @@ smtp_open(const struct smtp_params *p, struct smtp_session **out,
 		session_free(s);
 		return -1;
 	}
+	conn_set_line_max(s->c, linemax);
 	if (sh->tls == TLS_SMTPS) {
 		set_state(s, SMTP_TLS);
 		if (conn_starttls(s->c, s->tls, sh->host, err) < 0) {

@@ -13,7 +13,8 @@
 struct tls_client;
 struct conn;
 
-#define SMTP_REPLY_LINES_MAX 100   /* lines in one multi-line reply */
+#define SMTP_REPLY_LINES_MAX 100   /* lines in one reply, by default */
+#define SMTP_REPLY_LINE_MAX 2048   /* octets in one reply line, by default */
 #define SMTP_TEXT_MAX 1024         /* reply text kept (escaped) */
 
 /* DSN NOTIFY bits: the same values as queue.h's NOTIFY_* (not included). */
@@ -43,6 +44,11 @@ struct smtp_params {
 	const char *helo_name;     /* our hostname for EHLO/HELO */
 	struct tls_client *tls;    /* NULL when sh->tls == TLS_NONE */
 	const char *secret;        /* password or OAuth token; NULL = no AUTH */
+	/* Bounds on what the server may send (config max_reply_lines and
+	 * max_reply_line); 0 = the defaults above. A reply over either
+	 * ends the session with ERR_PROTO. */
+	int max_reply_lines;       /* lines in one reply */
+	int max_reply_line;        /* octets in one line, without CRLF */
 };
 
 /* One message to send. Arrays have nrcpts entries. */

@@ -12,7 +12,9 @@
 
 struct spool;
 
-#define SMTPD_LINE_MAX 1024      /* a command: 512 (RFC 5321) + parameters */
+#define SMTPD_LINE_MAX 1024      /* a command: 512 (RFC 5321) + parameters;
+                                    default of the config's max_smtp_line */
+#define SMTPD_LINE_LIMIT 65536   /* the most max_smtp_line may be */
 #define SMTPD_REPLY_MAX 512      /* one reply line, without CRLF */
 #define SMTPD_MAX_ERRORS 20      /* refused commands before we hang up */
 #define SMTPD_TIMEOUT 300        /* seconds of client silence (RFC 5321) */
@@ -29,7 +31,7 @@ struct smtpd_cmd {
 	enum smtpd_verb verb;
 	/* HELO/EHLO: the name; MAIL/RCPT: the addr-spec ("" = <>);
 	 * VRFY, NOOP, HELP: the argument as given */
-	char arg[SMTPD_LINE_MAX + 1];
+	char arg[SMTPD_LINE_LIMIT + 1];
 	unsigned long long size;   /* MAIL SIZE=; 0 when not given */
 	enum smtpd_body body;      /* MAIL BODY= */
 	int smtputf8;              /* MAIL SMTPUTF8 */
@@ -37,10 +39,11 @@ struct smtpd_cmd {
 
 /*
  * Parse one command line (its line end removed). Returns 0 with *cmd
- * filled, or the code of the reply to send instead (500 unknown command
- * or bad characters, 501 syntax, 502 not implemented, 552 SIZE over
- * max_size, 555 unsupported parameter), with the whole reply line in
- * reply. max_size 0 means no limit. No I/O.
+ * filled, or the code of the reply to send instead (500 unknown command,
+ * bad characters or a line over SMTPD_LINE_LIMIT, 501 syntax, 502 not
+ * implemented, 552 SIZE over max_size, 555 unsupported parameter), with
+ * the whole reply line in reply. max_size 0 means no limit. No I/O; the
+ * session applies the configured max_smtp_line before calling it.
  */
 int smtpd_parse(const char *line, size_t len, unsigned long long max_size,
                 struct smtpd_cmd *cmd, char *reply, size_t replysize);
@@ -57,7 +60,9 @@ struct smtpd_opts {
 };
 
 /*
- * One session, from the 220 greeting to QUIT or end of input. Each
+ * One session, from the 220 greeting to QUIT or end of input. A command
+ * line longer than cfg->max_smtp_line octets (0: SMTPD_LINE_MAX) is
+ * answered 500 and counts as an error. Each
  * message is answered "250 2.0.0 Ok: queued as ID" only after submit()
  * made it durable; input that ends inside a message queues nothing.
  * Returns 0 when the session ended normally (QUIT or end of input between

@@ -101,6 +101,23 @@ def wire_clean(testcase, data):
         testcase.assertNotIn(b"\n", line)
 
 
+def sendmail_path(spool):
+    """The spool's bin/sendmail, or under $RELAYQ_VALGRIND a script that runs
+    it in valgrind (argv[0] must still end in "sendmail")."""
+    path = os.path.join(spool.bindir, "sendmail")
+    if not VALGRIND:
+        return path
+    real = os.path.join(spool.root, "vg-real")
+    os.mkdir(real)
+    os.symlink(os.path.abspath(RELAYQ), os.path.join(real, "sendmail"))
+    script = os.path.join(spool.root, "vg-sendmail")
+    with open(script, "w") as f:
+        f.write("#!/bin/sh\nexec %s \"$@\"\n" % " ".join(
+            shlex.quote(a) for a in harness.wrapper() + [os.path.join(real, "sendmail")]))
+    os.chmod(script, 0o755)
+    return script
+
+
 PHP_MAIL = r"""<?php
 // mail() as a web application calls it: the arguments come as JSON on stdin.
 $a = json_decode(stream_get_contents(STDIN), true);
@@ -145,25 +162,7 @@ class CallerTest(RelayTest):
         with open(self.aliases_file, "wb") as f:
             f.write(self.aliases)
         self.configure()
-        self.sendmail = self.sendmail_path()
-
-    def sendmail_path(self):
-        """bin/sendmail, or under $RELAYQ_VALGRIND a script running it in
-        valgrind (argv[0] must still end in "sendmail")."""
-        path = os.path.join(self.spool.bindir, "sendmail")
-        if not VALGRIND:
-            return path
-        real = os.path.join(self.spool.root, "vg-real")
-        os.mkdir(real)
-        os.symlink(os.path.abspath(RELAYQ), os.path.join(real, "sendmail"))
-        wrapped = os.path.join(self.spool.root, "vg-bin")
-        os.mkdir(wrapped)
-        script = os.path.join(wrapped, "sendmail")
-        with open(script, "w") as f:
-            f.write("#!/bin/sh\nexec %s \"$@\"\n" % " ".join(
-                shlex.quote(a) for a in harness.wrapper() + [os.path.join(real, "sendmail")]))
-        os.chmod(script, 0o755)
-        return script
+        self.sendmail = sendmail_path(self.spool)
 
     def env(self, **extra):
         e = self.spool.environ({"HOME": self.home, "LC_ALL": "C.UTF-8",
@@ -754,7 +753,7 @@ class PostfixCallers(test_postfix.PostfixTest):
     def setUp(self):
         super().setUp()
         self.spool.write_config("", self.smarthost_conf())
-        self.sendmail = os.path.join(self.spool.bindir, "sendmail")
+        self.sendmail = sendmail_path(self.spool)
 
     def run_caller(self, argv, input):
         p = subprocess.run(argv, input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

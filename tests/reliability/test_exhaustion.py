@@ -258,14 +258,10 @@ class Unwritable(Base):
         outcome("exhaustion", "read-only spool, submission",
                 "exit 73 \"Read-only file system\", nothing written")
 
-    @unittest.expectedFailure
     def test_read_only_spool_queue_run_sends_nothing_twice(self):
-        """BUG (relayq): a queue run on a read-only spool delivers the
-        message, cannot remove env/ID (EROFS), and the next run delivers it
-        again: one more copy per run for as long as the spool stays
-        read-only. relayq should find out that it cannot record an outcome
-        before it sends (e.g. statvfs ST_RDONLY / access(W_OK) on env/ and
-        tmp/, or create the update's tmp file first) and then skip the run."""
+        """A queue run on a read-only spool could deliver the message but not
+        remove env/ID (EROFS), so every later run delivered it again. Fixed:
+        runner_run refuses to start on a spool it cannot write."""
         mid, p = self.submit("ro-run")
         self.assertEqual(p.returncode, 0)
         self.read_only()
@@ -316,6 +312,11 @@ class InjectedErrors(Base):
     0 with the message whole in the queue, or a refusal with nothing left."""
 
     def test_error_at_every_enqueue_syscall(self):
+        """An error in the parser child after the parent committed the
+        message (EIO on its read of the parent's final "size" message) made
+        sendmail exit non-zero although data/ID and env/ID were queued; a
+        caller would retry and send it twice. Fixed: once the parent has
+        committed, the exit status is 0 (main.c do_submit)."""
         self.submit("first")
         trace = os.path.join(self.spool.root, "enum.trace")
         mid, msg = make_message("enum")
