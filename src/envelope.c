@@ -22,6 +22,10 @@
  *	last-error: text               optional, shown by mailq
  *	held: 1                        optional: on hold, never delivered
  *	                               by a run until released
+ *	bounce: 0A1B2C3D4E5F60719      optional: queue id of the bounce
+ *	                               reporting the failed recipients;
+ *	                               while tmp/ holds it prepared, it is
+ *	                               decided but not yet committed
  *	rcpt: pending bob@example.com  pending | sent | failed, and address
  *	rcpt-orcpt: rfc822;bob@x       optional lines that belong to the
  *	rcpt-notify: success,failure     rcpt line above them; notify is a
@@ -312,6 +316,14 @@ format_envelope(const struct envelope *env, struct buf *out, struct err *err)
 		goto out;
 	if (env->held && put_line(&b, "held", "1", err) < 0)
 		goto out;
+	if (env->bounce[0] != '\0') {
+		if (!qid_valid(env->bounce)) {
+			err_set(err, ERR_INTERNAL, "bad bounce queue id");
+			goto out;
+		}
+		if (put_line(&b, "bounce", env->bounce, err) < 0)
+			goto out;
+	}
 	for (i = 0; i < env->nrcpts; i++)
 		if (put_rcpt(&b, &env->rcpts[i], err) < 0)
 			goto out;
@@ -342,7 +354,7 @@ envelope_format(const struct envelope *env, struct buf *out)
 enum key {
 	K_ID, K_CREATED, K_SIZE, K_SENDER, K_BODY, K_SMTPUTF8, K_RET, K_ENVID,
 	K_ATTEMPTS, K_LAST_ATTEMPT, K_NEXT_ATTEMPT, K_LAST_ERROR, K_HELD,
-	K_RCPT, K_RCPT_ORCPT, K_RCPT_NOTIFY, K_RCPT_DSN, K_RCPT_ERROR,
+	K_BOUNCE, K_RCPT, K_RCPT_ORCPT, K_RCPT_NOTIFY, K_RCPT_DSN, K_RCPT_ERROR,
 	K_NKEYS
 };
 
@@ -351,7 +363,8 @@ static const char *const key_names[K_NKEYS] = {
 	[K_SENDER] = "sender", [K_BODY] = "body", [K_SMTPUTF8] = "smtputf8",
 	[K_RET] = "ret", [K_ENVID] = "envid", [K_ATTEMPTS] = "attempts",
 	[K_LAST_ATTEMPT] = "last-attempt", [K_NEXT_ATTEMPT] = "next-attempt",
-	[K_LAST_ERROR] = "last-error", [K_HELD] = "held", [K_RCPT] = "rcpt",
+	[K_LAST_ERROR] = "last-error", [K_HELD] = "held",
+	[K_BOUNCE] = "bounce", [K_RCPT] = "rcpt",
 	[K_RCPT_ORCPT] = "rcpt-orcpt", [K_RCPT_NOTIFY] = "rcpt-notify",
 	[K_RCPT_DSN] = "rcpt-dsn", [K_RCPT_ERROR] = "rcpt-error",
 };
@@ -549,6 +562,11 @@ parse_header(struct parser *p, enum key k, const char *val)
 		if (strcmp(val, "1") != 0)
 			return perr(p, "held: expected 1");
 		env->held = 1;
+		return 0;
+	case K_BOUNCE:
+		if (!qid_valid(val))
+			return perr(p, "bounce: not a valid queue id");
+		memcpy(env->bounce, val, QID_LEN + 1);
 		return 0;
 	default:
 		return perr(p, "internal: bad header key");

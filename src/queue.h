@@ -6,7 +6,9 @@
  * itself is envelope.h's, included here for every user of the queue.
  *
  * Layout under the queue directory:
- *   tmp/      files being written (garbage after a crash; cleaned up)
+ *   tmp/      files being written (garbage after a crash; cleaned up),
+ *             and prepared transactions: ID.data.for-OTHER and
+ *             ID.env.for-OTHER, kept while env/OTHER names ID
  *   data/ID   the message in wire form, immutable once committed
  *   env/ID    envelope and per-recipient state; its rename commits
  *   failed/   ID.env + ID.data of permanently failed messages
@@ -36,6 +38,8 @@ struct queue_tx {
 	struct queue *q;
 	char id[QID_LEN + 1];
 	int datafd;                /* write the wire-form message here */
+	int envfd;                 /* prepared: tmp/'s envelope, locked */
+	char for_id[QID_LEN + 1];  /* prepared for this entry; "" if not */
 	int committed;
 };
 /* Reserve a new id and open tmp/ID.data for writing (mode 0640). */
@@ -49,7 +53,35 @@ int queue_tx_begin(struct queue *q, struct queue_tx *tx, struct err *err);
  * (an address with a control character, no recipients, too large).
  */
 int queue_tx_commit(struct queue_tx *tx, struct envelope *env, struct err *err);
-/* Throw away an uncommitted submission (safe to call after commit). */
+/*
+ * Two-phase commit, for a message that is the consequence of another
+ * entry's state change (the bounce of entry for_id), so that it exists
+ * exactly when that change does:
+ *   1. queue_tx_prepare: data and envelope written and fsynced in tmp/
+ *      under names that tie them to for_id, tmp/ fsynced; no run sees them.
+ *   2. the caller records tx->id in for_id's envelope (env.bounce) with
+ *      queue_update, under for_id's lock: the decision.
+ *   3. queue_tx_commit_prepared: the renames into data/ and env/ and the
+ *      directory fsyncs, as queue_tx_commit.
+ * A crash between 2 and 3 is finished by the next queue_lock of for_id,
+ * which commits what its envelope names and tmp/ still holds; until then
+ * queue_cleanup keeps those files. A crash before 2 leaves garbage that
+ * cleanup removes. env->id, size and created are filled in as by
+ * queue_tx_commit. On failure everything written is removed.
+ */
+int queue_tx_prepare(struct queue_tx *tx, struct envelope *env,
+                     const char *for_id, struct err *err);
+/*
+ * Step 3. On failure nothing is removed (for_id's envelope already names
+ * the transaction: its next queue_lock retries); the tx is closed either
+ * way.
+ */
+int queue_tx_commit_prepared(struct queue_tx *tx, struct err *err);
+/*
+ * Throw away an uncommitted submission, prepared or not (safe to call
+ * after commit). Call it for a prepared one only while no envelope names
+ * it, i.e. when the update of step 2 did not happen.
+ */
 void queue_tx_abort(struct queue_tx *tx);
 
 /* A locked, loaded entry. */
@@ -62,7 +94,11 @@ struct qentry {
  * Lock env/ID without waiting and load it. 1: locked and loaded; 0: busy
  * (another process holds it) or gone; -1: error. A corrupt envelope, or one
  * whose data file is missing, is moved to corrupt/ and reported as -1 with
- * ERR_DATA.
+ * ERR_DATA. Work a crash interrupted is finished first: a prepared
+ * transaction the envelope names (env.bounce) is committed; an entry whose
+ * data file already went to failed/ (the move of relayq 0.x: data first)
+ * is moved there too if no recipient is pending (0: gone), else its data
+ * file is restored from failed/.
  */
 int queue_lock(struct queue *q, const char *id, struct qentry *e, struct err *err);
 /*
@@ -77,8 +113,10 @@ int queue_update(struct queue *q, struct qentry *e, struct err *err);
  */
 int queue_remove(struct queue *q, struct qentry *e, struct err *err);
 /*
- * Permanently failed: move to failed/ID.data, then failed/ID.env. Unlocks,
- * also on failure (then nothing was moved); e->env stays loaded.
+ * Permanently failed: link (or copy) data/ID to failed/ID.data, rename
+ * env/ID to failed/ID.env (the commit point), fsync, then unlink data/ID
+ * (a leftover after a crash is cleanup's garbage). Unlocks, also on
+ * failure (then the entry is still queued, whole); e->env stays loaded.
  */
 int queue_move_failed(struct queue *q, struct qentry *e, struct err *err);
 /*
@@ -95,7 +133,9 @@ int queue_scan(struct queue *q, struct strlist *ids, struct err *err);
 int queue_peek(struct queue *q, const char *id, struct envelope *env, struct err *err);
 /*
  * Remove garbage: files in tmp/ and data files without an envelope that are
- * older than grace seconds. Returns the number removed, or -1.
+ * older than grace seconds and unlocked. A prepared transaction (and its
+ * data file, once renamed into data/) stays while the envelope it was
+ * prepared for names it. Returns the number removed, or -1.
  */
 int queue_cleanup(struct queue *q, long grace, struct err *err);
 

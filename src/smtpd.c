@@ -225,7 +225,7 @@ smtpd_parse(const char *line, size_t len, unsigned long long max_size,
 
 	memset(cmd, 0, sizeof(*cmd));
 	reply[0] = '\0';
-	if (len > SMTPD_LINE_MAX)
+	if (len > SMTPD_LINE_LIMIT)
 		return set_reply(reply, replysize, 500,
 		    "5.5.2 Error: line too long");
 	if (!line_clean(line, len))
@@ -300,9 +300,10 @@ struct session {
 	struct buf out;
 	int out_failed;
 	int errors;
+	size_t line_max;         /* max_smtp_line */
 	/* the transaction */
 	int in_mail;
-	char sender[SMTPD_LINE_MAX + 1];
+	char *sender;            /* "" = null sender; NULL outside MAIL */
 	enum smtpd_body body;
 	struct strlist rcpts;
 	unsigned queued;
@@ -342,7 +343,8 @@ static void
 reset_transaction(struct session *ss)
 {
 	ss->in_mail = 0;
-	ss->sender[0] = '\0';
+	free(ss->sender);
+	ss->sender = NULL;
 	ss->body = SMTPD_BODY_NONE;
 	strlist_free(&ss->rcpts);
 }
@@ -444,13 +446,15 @@ do_data(struct session *ss, int crlf)
 	struct submit_result res;
 	struct msg_opts mo;
 	struct err e, e2;
-	char sender[SMTPD_LINE_MAX + 1];
+	char *sender;
+	int rc = 0;
 
 	reply(ss, "354 End data with <CR><LF>.<CR><LF>");
 	if (flush(ss) < 0)
 		return -1;
 	memset(&sub, 0, sizeof(sub));
-	str_copy(sender, ss->sender[0] ? ss->sender : "<>", sizeof(sender));
+	sender = xstrdup(ss->sender != NULL && ss->sender[0] ? ss->sender :
+	    "<>");
 	sub.sender = sender;
 	sub.rcpts = (const char *const *)ss->rcpts.v;
 	sub.nrcpts = ss->rcpts.n;
@@ -467,10 +471,10 @@ do_data(struct session *ss, int crlf)
 		reply(ss, "250 2.0.0 Ok: queued as %s", res.qid);
 		ss->queued++;
 		if (flush(ss) < 0)
-			return -1;
-		if (o->queued != NULL)
+			rc = -1;
+		else if (o->queued != NULL)
 			o->queued(res.qid, o->arg);
-		return 0;
+		goto out;
 	}
 	reset_transaction(ss);
 	if (!res.ended && (ss->in.eof || ss->in.failed)) {
@@ -479,20 +483,25 @@ do_data(struct session *ss, int crlf)
 			    ss->cfg->hostname);
 			flush(ss);
 		}
-		return err_set(ss->err, e.cls == ERR_TEMP ? ERR_TEMP : ERR_PROTO,
+		rc = err_set(ss->err, e.cls == ERR_TEMP ? ERR_TEMP : ERR_PROTO,
 		    "SMTP client: %s; nothing queued", e.msg);
+		goto out;
 	}
 	log_warn("SMTP message from <%s> refused: %s", sub.sender, e.msg);
 	if (!res.ended) {
 		/* Refused before the message was read: read it now. */
 		msg_opts_init(&mo);
 		mo.crlf_dots = crlf;
-		if (message_skip(&ss->in, &mo, &e2) < 0)
-			return err_set(ss->err, ERR_PROTO, "SMTP client: %s; "
+		if (message_skip(&ss->in, &mo, &e2) < 0) {
+			rc = err_set(ss->err, ERR_PROTO, "SMTP client: %s; "
 			    "nothing queued", e2.msg);
+			goto out;
+		}
 	}
 	reply_refused(ss, &res, &e);
-	return 0;
+out:
+	free(sender);
+	return rc;
 }
 
 static void
@@ -533,7 +542,8 @@ command(struct session *ss, const struct smtpd_cmd *cmd, int crlf)
 			break;
 		}
 		ss->in_mail = 1;
-		str_copy(ss->sender, cmd->arg, sizeof(ss->sender));
+		free(ss->sender);
+		ss->sender = xstrdup(cmd->arg);
 		ss->body = cmd->body;
 		reply(ss, "250 2.1.0 Ok");
 		break;
@@ -583,7 +593,7 @@ command(struct session *ss, const struct smtpd_cmd *cmd, int crlf)
 static int
 dialogue(struct session *ss)
 {
-	char line[SMTPD_LINE_MAX + 2], rbuf[SMTPD_REPLY_MAX];   /* + CR, NUL */
+	char *line = xmalloc(ss->line_max + 2), rbuf[SMTPD_REPLY_MAX];
 	struct smtpd_cmd *cmd = xmalloc(sizeof(*cmd));
 	int rc = 0;
 
@@ -597,7 +607,8 @@ dialogue(struct session *ss)
 			    ss->cfg->hostname);
 			break;
 		}
-		r = read_line(ss, line, sizeof(line), &len, &toolong, &crlf);
+		/* + CR, NUL: a line of line_max octets and CRLF fits. */
+		r = read_line(ss, line, ss->line_max + 2, &len, &toolong, &crlf);
 		if (r <= 0) {
 			if (r < 0 && ss->in.failed && ss->err->cls == ERR_TEMP) {
 				reply(ss, "421 4.4.2 %s Error: timeout exceeded",
@@ -607,9 +618,10 @@ dialogue(struct session *ss)
 			rc = r;
 			break;
 		}
-		if (toolong || len > SMTPD_LINE_MAX) {
+		if (toolong || len > ss->line_max) {
 			ss->errors++;
-			reply(ss, "500 5.5.2 Error: line too long");
+			reply(ss, "500 5.5.2 Error: line too long (limit %zu "
+			    "octets)", ss->line_max);
 			continue;
 		}
 		if (smtpd_parse(line, len, ss->cfg->max_message_size, cmd, rbuf,
@@ -624,6 +636,7 @@ dialogue(struct session *ss)
 		}
 	}
 	free(cmd);
+	free(line);
 	return rc;
 }
 
@@ -638,6 +651,10 @@ smtpd_session(const struct config *cfg, const struct smtpd_opts *o,
 	ss.cfg = cfg;
 	ss.o = o;
 	ss.err = err;
+	ss.line_max = cfg->max_smtp_line > 0 ? (size_t)cfg->max_smtp_line :
+	    SMTPD_LINE_MAX;
+	if (ss.line_max > SMTPD_LINE_LIMIT)
+		ss.line_max = SMTPD_LINE_LIMIT;
 	err->cls = ERR_OK;
 	err->msg[0] = '\0';
 	msg_input_init(&ss.in, o->infd);

@@ -60,11 +60,11 @@ struct smtpd_opts {
 };
 
 /*
- * One session, from the 220 greeting to QUIT or end of input. A command
- * line longer than cfg->max_smtp_line octets (0: SMTPD_LINE_MAX) is
- * answered 500 and counts as an error. Each
+ * One session, from the 220 greeting to QUIT or end of input. Each
  * message is answered "250 2.0.0 Ok: queued as ID" only after submit()
- * made it durable; input that ends inside a message queues nothing.
+ * made it durable; input that ends inside a message queues nothing. A
+ * command line longer than cfg->max_smtp_line octets without its line end
+ * (0: SMTPD_LINE_MAX) is answered 500, discarded and counted as an error.
  * Returns 0 when the session ended normally (QUIT or end of input between
  * commands, also after too many errors or a timeout, which are answered
  * with 421), -1 when the client went away mid-message or could not be

@@ -94,6 +94,18 @@ static const struct bad {
 	{ "max_headers = 0\n", 1, "max_headers: bad number \"0\"" },
 	{ "max_recipients = lots\n", 1, "max_recipients: bad number" },
 	{ "max_alias_expansions = 2000000\n", 1, "max_alias_expansions: bad number" },
+	{ "max_smtp_line = 511\n", 1, "max_smtp_line: bad number \"511\" (use 512 "
+	    "to 65536; RFC 5321 lines may be 512 octets long)" },
+	{ "max_smtp_line = 65537\n", 1, "max_smtp_line: bad number \"65537\"" },
+	{ "max_smtp_line = 2K\n", 1, "max_smtp_line: bad number \"2K\"" },
+	{ "max_reply_lines = 9\n", 1, "max_reply_lines: bad number \"9\" (use 10 "
+	    "to 10000)" },
+	{ "max_reply_lines = 10001\n", 1, "max_reply_lines: bad number" },
+	{ "\nmax_reply_line = 100\n", 2, "max_reply_line: bad number \"100\" (use "
+	    "512 to 65536" },
+	{ "max_reply_line = -2048\n", 1, "max_reply_line: bad number" },
+	{ "smarthost a {\n host = h.example\n max_reply_line = 4096\n}\n", 3,
+	    "smarthost a: max_reply_line: unknown key" },
 	{ "delivery = later\n", 1, "delivery: bad value \"later\"" },
 	{ "log = syslg\n", 1, "log: bad value \"syslg\"" },
 	{ "log = var/log/relayq\n", 1, "log: bad value" },
@@ -298,6 +310,9 @@ static const char full_conf[] =
 	"max_headers = 200\n"
 	"max_recipients = 50\n"
 	"max_alias_expansions = 300\n"
+	"max_smtp_line = 512\n"
+	"max_reply_lines = 10000\n"
+	"max_reply_line = 65536\n"
 	"\n"
 	"smarthost first {\n"
 	"  host = \"smtp.example.org\"\n"
@@ -353,6 +368,9 @@ assert_full(const struct config *c, const char *password0)
 	ck_assert_int_eq(c->max_headers, 200);
 	ck_assert_int_eq(c->max_recipients, 50);
 	ck_assert_int_eq(c->max_alias_expansions, 300);
+	ck_assert_int_eq(c->max_smtp_line, 512);
+	ck_assert_int_eq(c->max_reply_lines, 10000);
+	ck_assert_int_eq(c->max_reply_line, 65536);
 
 	ck_assert_uint_eq(c->nsmarthosts, 4);
 	s = &c->smarthosts[0];
@@ -440,6 +458,9 @@ assert_defaults(const struct config *c)
 	ck_assert_int_eq(c->max_headers, 1000);
 	ck_assert_int_eq(c->max_recipients, 1000);
 	ck_assert_int_eq(c->max_alias_expansions, 1000);
+	ck_assert_int_eq(c->max_smtp_line, 1024);
+	ck_assert_int_eq(c->max_reply_lines, 100);
+	ck_assert_int_eq(c->max_reply_line, 2048);
 	ck_assert_uint_eq(c->nsmarthosts, 0);
 }
 
@@ -501,7 +522,8 @@ START_TEST(test_sample)
 		"hostname", "domain", "queue_dir", "aliases", "queue_lifetime",
 		"retry", "max_message_size", "delivery", "log", "sender_rewrite",
 		"sender_from_header", "max_header_size", "max_headers",
-		"max_recipients", "max_alias_expansions", "smarthost", "host",
+		"max_recipients", "max_alias_expansions", "max_smtp_line",
+		"max_reply_lines", "max_reply_line", "smarthost", "host",
 		"port", "tls", "tls_verify", "tls_ca_file", "tls_ca_path",
 		"tls_fingerprint", "tls_min_version", "tls_cert_file",
 		"tls_key_file", "username", "password", "password_file",
@@ -609,6 +631,9 @@ START_TEST(test_print_roundtrip_defaults)
 	ck_assert_ptr_nonnull(strstr(out, "retry = { 1m, 5m, 15m, 1h, 4h }\n"));
 	ck_assert_ptr_nonnull(strstr(out, "max_message_size = 50M\n"));
 	ck_assert_ptr_nonnull(strstr(out, "delivery = background\n"));
+	ck_assert_ptr_nonnull(strstr(out, "max_smtp_line = 1024\n"));
+	ck_assert_ptr_nonnull(strstr(out, "max_reply_lines = 100\n"));
+	ck_assert_ptr_nonnull(strstr(out, "max_reply_line = 2048\n"));
 	ck_assert_ptr_nonnull(strstr(out, "# sender_rewrite is not set\n"));
 	snprintf(path, sizeof(path), "%s/printed.conf", tmpdir);
 	write_file(path, out, strlen(out));

@@ -990,6 +990,53 @@ START_TEST(test_long_line)
 }
 END_TEST
 
+/* conn_set_line_max: the config's max_reply_line, clamped. */
+static const struct line_max_case {
+	size_t set;              /* passed to conn_set_line_max */
+	size_t linelen;          /* 'x' octets, then CRLF */
+	int ok;
+	const char *expect;      /* the error otherwise */
+} line_max_cases[] = {
+	{ 0, NET_LINE_MAX, 1, NULL },
+	{ 0, NET_LINE_MAX + 1, 0, "line longer than 2048 bytes" },
+	{ 512, 512, 1, NULL },
+	{ 512, 513, 0, "line longer than 512 bytes" },
+	{ 8192, 8192, 1, NULL },
+	{ 8192, 8193, 0, "line longer than 8192 bytes" },
+	{ NET_LINE_LIMIT, NET_LINE_LIMIT, 1, NULL },
+	{ 10 * NET_LINE_LIMIT, NET_LINE_LIMIT + 1, 0,
+	  "line longer than 65536 bytes" },
+};
+
+START_TEST(test_line_max)
+{
+	const struct line_max_case *t = &line_max_cases[_i];
+	static char data[NET_LINE_LIMIT + 8], line[2 * NET_LINE_LIMIT];
+	struct server srv = { .action = SEND, .data = data };
+	struct conn *c;
+	struct err err = { 0 };
+	size_t len = 0;
+	int rc;
+
+	memset(data, 'x', t->linelen);
+	memcpy(data + t->linelen, "\r\n", 2);
+	srv.datalen = t->linelen + 2;
+	c = connect_ok("127.0.0.1", server_start(&srv));
+	conn_set_line_max(c, t->set);
+	rc = conn_read_line(c, line, sizeof(line), &len, &err);
+	if (t->ok) {
+		ck_assert_msg(rc == 0, "case %d: %s", _i, err.msg);
+		ck_assert_uint_eq(len, t->linelen);
+	} else {
+		ck_assert_int_eq(rc, -1);
+		ck_assert_int_eq(err.cls, ERR_PROTO);
+		assert_contains(err.msg, t->expect);
+	}
+	conn_close(c);
+	server_wait();
+}
+END_TEST
+
 /* The server says nothing and waits for our close; we give up after 1 s. */
 START_TEST(test_read_timeout)
 {
@@ -1171,6 +1218,8 @@ net_suite(void)
 	tcase_add_loop_test(tc, test_read_line, 0,
 	    sizeof(line_cases) / sizeof(line_cases[0]));
 	tcase_add_test(tc, test_long_line);
+	tcase_add_loop_test(tc, test_line_max, 0,
+	    (int)(sizeof(line_max_cases) / sizeof(line_max_cases[0])));
 	tcase_add_loop_test(tc, test_read_timeout, 0, 2);
 	tcase_add_test(tc, test_pending);
 	tcase_add_loop_test(tc, test_write_sink, 0, 2);

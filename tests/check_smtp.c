@@ -697,6 +697,86 @@ START_TEST(test_longest_reply)
 }
 END_TEST
 
+/*
+ * smtp_params.max_reply_lines and max_reply_line (the config keys): a
+ * reply at the limit is taken, one line or one octet more ends the session
+ * with ERR_PROTO before any AUTH, and 0 means the built-in default.
+ */
+static const struct {
+	int max_lines, max_line;   /* smtp_params; 0: default */
+	int nlines;                /* lines in the EHLO reply */
+	size_t linelen;            /* octets in its last line, without CRLF */
+	int ok;
+	const char *words;
+} limit_cases[] = {
+	{ 0, 0, SMTP_REPLY_LINES_MAX, 20, 1, NULL },
+	{ 0, 0, SMTP_REPLY_LINES_MAX + 1, 20, 0, "more than 100 lines" },
+	{ 20, 0, 20, 20, 1, NULL },
+	{ 20, 0, 21, 20, 0, "reply to EHLO has more than 20 lines" },
+	{ 500, 0, 300, 20, 1, NULL },
+	{ 500, 0, 100000, 20, 0, "more than 500 lines" },
+	{ 0, 0, 2, SMTP_REPLY_LINE_MAX, 1, NULL },
+	{ 0, 0, 2, SMTP_REPLY_LINE_MAX + 1, 0, "line longer than 2048 bytes" },
+	{ 0, 600, 2, 600, 1, NULL },
+	{ 0, 600, 2, 601, 0, "while waiting for the reply to EHLO: line "
+	  "longer than 600 bytes from 127.0.0.1[" },
+	{ 0, 8000, 2, 8000, 1, NULL },
+	{ 0, 8000, 2, 100 * 1024, 0, "line longer than 8000 bytes" },
+};
+
+START_TEST(test_reply_limits)
+{
+	static char last[128 * 1024];
+	struct step script[] = {
+		{ 'S', "220 mx.test", 0 }, { 'R', NULL, 0 },
+		{ 'S', "250-mx.test", limit_cases[_i].nlines - 1 },
+		{ 'S', last, 0 }, { 'W', NULL, 0 }, END,
+	};
+	struct smtp_params par;
+	struct smarthost sh;
+	struct smtp_session *s = NULL;
+	struct peer p;
+	struct err e;
+	char *got;
+
+	/* The last line: "250 AUTH PLAIN" padded to linelen. */
+	memset(last, 'x', sizeof(last));
+	memcpy(last, "250 AUTH PLAIN ", 15);
+	last[limit_cases[_i].linelen] = '\0';
+	if (limit_cases[_i].ok)
+		script[4].op = 0;      /* answer QUIT */
+	peer_start(&p, script);
+	sh_init(&sh, p.port);
+	sh.username = "user";
+	memset(&par, 0, sizeof(par));
+	par.sh = &sh;
+	par.helo_name = "client.test";
+	par.max_reply_lines = limit_cases[_i].max_lines;
+	par.max_reply_line = limit_cases[_i].max_line;
+	memset(&e, 0, sizeof(e));
+	if (limit_cases[_i].ok) {
+		ck_assert_msg(smtp_open(&par, &s, &e) == 0, "case %d: %s", _i,
+		    e.msg);
+		/* The long last line was read whole. */
+		ck_assert_uint_eq(smtp_extensions(s), SMTP_EXT_AUTH);
+		smtp_close(s);
+		got = peer_finish(&p);
+		ck_assert_str_eq(got, "EHLO client.test\r\nQUIT\r\n");
+	} else {
+		/* With a secret: the broken reply must stop us before AUTH. */
+		par.secret = "s3cret!";
+		ck_assert_int_eq(smtp_open(&par, &s, &e), -1);
+		ck_assert_ptr_null(s);
+		ck_assert_msg(e.cls == ERR_PROTO, "case %d: %s", _i, e.msg);
+		ck_assert_msg(strstr(e.msg, limit_cases[_i].words) != NULL,
+		    "case %d: %s", _i, e.msg);
+		got = peer_finish(&p);
+		ck_assert_str_eq(got, "EHLO client.test\r\n");
+	}
+	free(got);
+}
+END_TEST
+
 START_TEST(test_reply_escaped)
 {
 	static const struct step script[] = {
@@ -1330,6 +1410,8 @@ smtp_suite(void)
 	tcase_add_loop_test(tc, test_bad_open, 0,
 	    sizeof(bad_open) / sizeof(bad_open[0]));
 	tcase_add_test(tc, test_longest_reply);
+	tcase_add_loop_test(tc, test_reply_limits, 0,
+	    sizeof(limit_cases) / sizeof(limit_cases[0]));
 	tcase_add_test(tc, test_reply_escaped);
 	tcase_add_test(tc, test_pipelining);
 	tcase_add_test(tc, test_pipelining_empty_data);

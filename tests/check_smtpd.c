@@ -126,25 +126,28 @@ START_TEST(test_parse)
 }
 END_TEST
 
+/* The parser's own bound is the most max_smtp_line may be. */
 START_TEST(test_parse_limits)
 {
-	char line[SMTPD_LINE_MAX + 2], reply[SMTPD_REPLY_MAX];
-	struct smtpd_cmd cmd;
+	static char line[SMTPD_LINE_LIMIT + 2];
+	static struct smtpd_cmd cmdbuf;
+	struct smtpd_cmd *cmd = &cmdbuf;
+	char reply[SMTPD_REPLY_MAX];
 
 	memset(line, 'x', sizeof(line));
 	memcpy(line, "NOOP ", 5);
-	ck_assert_int_eq(smtpd_parse(line, SMTPD_LINE_MAX, 0, &cmd, reply,
+	ck_assert_int_eq(smtpd_parse(line, SMTPD_LINE_LIMIT, 0, cmd, reply,
 	    sizeof(reply)), 0);
-	ck_assert_uint_eq(strlen(cmd.arg), SMTPD_LINE_MAX - 5);
-	ck_assert_int_eq(smtpd_parse(line, SMTPD_LINE_MAX + 1, 0, &cmd, reply,
+	ck_assert_uint_eq(strlen(cmd->arg), SMTPD_LINE_LIMIT - 5);
+	ck_assert_int_eq(smtpd_parse(line, SMTPD_LINE_LIMIT + 1, 0, cmd, reply,
 	    sizeof(reply)), 500);
 	ck_assert_str_eq(reply, "500 5.5.2 Error: line too long");
 	/* a NUL inside the counted length */
-	ck_assert_int_eq(smtpd_parse("NOOP a\0b", 8, 0, &cmd, reply, sizeof(reply)), 500);
+	ck_assert_int_eq(smtpd_parse("NOOP a\0b", 8, 0, cmd, reply, sizeof(reply)), 500);
 	/* no size limit */
-	ck_assert_int_eq(smtpd_parse("MAIL FROM:<> SIZE=999999999999", 30, 0, &cmd,
+	ck_assert_int_eq(smtpd_parse("MAIL FROM:<> SIZE=999999999999", 30, 0, cmd,
 	    reply, sizeof(reply)), 0);
-	ck_assert_uint_eq(cmd.size, 999999999999ULL);
+	ck_assert_uint_eq(cmd->size, 999999999999ULL);
 }
 END_TEST
 
@@ -533,15 +536,16 @@ first_data(size_t *len)
 	return text;
 }
 
+/* Run one session of client input under cfg (freed here); the replies. */
 static char *
-run_session(const struct scase *c, int *rc, unsigned *nq, struct err *err)
+run_with(struct config *cfg, const char *client, int *rc, unsigned *nq,
+    struct err *err)
 {
-	struct config *cfg = test_config(c);
 	char path[128], *out;
 	size_t len;
 	struct smtpd_opts o = { .queued = on_queued };
 
-	o.infd = input_file("client", c->client, strlen(c->client));
+	o.infd = input_file("client", client, strlen(client));
 	str_fmt(path, sizeof(path), "%s/server", tmpdir);
 	o.outfd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
 	ck_assert_int_ge(o.outfd, 0);
@@ -553,6 +557,12 @@ run_session(const struct scase *c, int *rc, unsigned *nq, struct err *err)
 	close(o.outfd);
 	free_config(cfg);
 	return out;
+}
+
+static char *
+run_session(const struct scase *c, int *rc, unsigned *nq, struct err *err)
+{
+	return run_with(test_config(c), c->client, rc, nq, err);
 }
 
 START_TEST(test_session)
@@ -682,6 +692,61 @@ START_TEST(test_session_longest_line)
 }
 END_TEST
 
+/*
+ * max_smtp_line from the config: a command of exactly the limit passes,
+ * one octet more is answered 500 with the limit, and what was cut off is
+ * thrown away, never read as a command.
+ */
+static const struct lcase {
+	long max_line;             /* cfg->max_smtp_line; 0: the default */
+	size_t len;                /* the NOOP command, without CRLF */
+	const char *codes;
+	const char *reply;         /* in the replies, or NULL */
+} lcases[] = {
+	{ 0, SMTPD_LINE_MAX, "220 250 221", NULL },
+	{ 0, SMTPD_LINE_MAX + 1, "220 500 221",
+	  "500 5.5.2 Error: line too long (limit 1024 octets)\r\n" },
+	{ 512, 512, "220 250 221", NULL },
+	{ 512, 513, "220 500 221",
+	  "500 5.5.2 Error: line too long (limit 512 octets)\r\n" },
+	{ 4096, 4096, "220 250 221", NULL },
+	{ 4096, 4097, "220 500 221", "(limit 4096 octets)" },
+	{ 600, 100000, "220 500 221", "(limit 600 octets)" },
+	{ SMTPD_LINE_LIMIT, SMTPD_LINE_LIMIT, "220 250 221", NULL },
+	{ SMTPD_LINE_LIMIT * 2, SMTPD_LINE_LIMIT + 1, "220 500 221",
+	  "(limit 65536 octets)" },
+};
+
+START_TEST(test_session_max_line)
+{
+	const struct lcase *t = &lcases[_i];
+	struct config *cfg = test_config(&scases[0]);
+	struct buf in;
+	struct err err;
+	unsigned nq;
+	int rc;
+	char *out, *codes;
+
+	cfg->max_smtp_line = t->max_line;
+	buf_init(&in, 0);
+	buf_puts(&in, "NOOP ");
+	/* Parsing the cut-off rest as a line would add a reply. */
+	while (in.len < t->len)
+		buf_putc(&in, 'x');
+	buf_puts(&in, "\r\nQUIT\r\n");
+	out = run_with(cfg, in.data, &rc, &nq, &err);
+	codes = reply_codes(out);
+	ck_assert_msg(strcmp(codes, t->codes) == 0, "case %d: %s\n%.300s", _i,
+	    codes, out);
+	if (t->reply != NULL)
+		ck_assert_msg(strstr(out, t->reply) != NULL, "case %d: %s", _i, out);
+	ck_assert_int_eq(rc, 0);
+	free(codes);
+	free(out);
+	buf_free(&in);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -707,6 +772,7 @@ main(void)
 	tcase_add_test(ts, test_session_smuggling);
 	tcase_add_test(ts, test_session_timeout);
 	tcase_add_test(ts, test_session_longest_line);
+	tcase_add_loop_test(ts, test_session_max_line, 0, NELEM(lcases));
 	suite_add_tcase(s, ts);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -26,10 +26,10 @@ import pwd
 import shlex
 import shutil
 import subprocess
-import sys
 import textwrap
 import time
 import unittest
+from urllib.parse import quote
 
 import harness
 from harness import split_message, header_fields, VALGRIND, RELAYQ
@@ -49,9 +49,15 @@ PROGRAMS = {
     "symfony": (lambda: shutil.which("php") and os.path.exists(SYMFONY), "php-symfony-mailer"),
     "mailutils": (lambda: shutil.which("mail.mailutils"), "mailutils"),
     "git-send-email": (lambda: shutil.which("git") and os.path.exists(
-        "/usr/lib/git-core/git-send-email"), "git-email"),
+        "/usr/lib/git-core/git-send-email") and perl_module("Mail::Address"),
+        "git-email and libmailtools-perl"),
     "swaks": (lambda: shutil.which("swaks"), "swaks"),
 }
+
+
+def perl_module(name):
+    return subprocess.run(["perl", "-M" + name, "-e", "1"], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL).returncode == 0
 
 
 def need(program):
@@ -168,7 +174,8 @@ class CallerTest(RelayTest):
         e = self.spool.environ({"HOME": self.home, "LC_ALL": "C.UTF-8",
                                 "PATH": self.spool.bindir + ":" + os.environ.get(
                                     "PATH", "/usr/bin:/bin"),
-                                "GIT_CONFIG_NOSYSTEM": "1"})
+                                "XDG_CONFIG_HOME": os.path.join(self.home, ".config"),
+                                "MAILRC": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1"})
         e.update(extra)
         return e
 
@@ -200,6 +207,23 @@ class CallerTest(RelayTest):
             f.write(text)
         return path
 
+    def symfony(self, command, messages):
+        """Send messages with Symfony Mailer's sendmail transport running
+        command; what it says about each (message id, SMTP transcript)."""
+        script = self.write("symfony.php", SYMFONY_SEND)
+        dsn = "sendmail://default?command=" + quote(command, safe="")
+        p = self.program(["php", script], input=json.dumps(
+            {"dsn": dsn, "messages": messages}).encode())
+        return [json.loads(line) for line in p.stdout.decode().splitlines()]
+
+    def mailutils(self, args, input, email_domain="web1.example.net"):
+        """GNU mailutils' mail with its own config (no system or user files)
+        and relayq as its sendmail:// mailer."""
+        conf = self.write("mailutils.conf", "address {\n  email-domain %s;\n};\n" % email_domain)
+        return self.program(["mail.mailutils", "--config-file=" + conf, "-n",
+                             "-E", "set sendmail=sendmail://" + self.sendmail] + args,
+                            input=input)
+
     def assertFixups(self, fields):
         """relayq's own fields: exactly one Date, Message-ID and Received."""
         for name in ("date", "message-id", "received"):
@@ -207,9 +231,10 @@ class CallerTest(RelayTest):
         self.assertIsNotNone(email.utils.parsedate_tz(one(fields, "date").decode()))
 
     def assertNoBcc(self, data, hidden=b"hidden@example.org"):
+        """Neither a Bcc field nor the hidden address is in the data."""
         self.assertNotIn(hidden, data)
-        self.assertNotIn(b"\nBcc:", data.replace(b"\r\n", b"\n").lower().replace(
-            b"bcc:", b"Bcc:"))
+        fields, _ = parse(data)
+        self.assertNotIn("bcc", [name for name, _ in fields])
 
 
 # --- PHP ------------------------------------------------------------------------
@@ -311,13 +336,6 @@ class Symfony(CallerTest):
     """Symfony Mailer (Debian's php-symfony-mailer): its default transport
     `sendmail -bs`, and the `-oi -t` mode."""
 
-    def send(self, command, messages):
-        script = self.write("symfony.php", SYMFONY_SEND)
-        dsn = "sendmail://default?command=" + urlquote(command)
-        p = self.program(["php", script], input=json.dumps(
-            {"dsn": dsn, "messages": messages}).encode())
-        return [json.loads(l) for l in p.stdout.decode().splitlines()]
-
     MESSAGES = [
         {"from": "App <app@example.net>", "to": ["bob@example.org"],
          "bcc": ["hidden@example.org"], "subject": "Welcome",
@@ -328,7 +346,7 @@ class Symfony(CallerTest):
 
     @need("symfony")
     def test_bs_two_messages_in_one_session(self):
-        sent = self.send(self.sendmail + " -bs", self.MESSAGES)
+        sent = self.symfony(self.sendmail + " -bs", self.MESSAGES)
         self.assertEqual(len(sent), 2)
         # One session: one greeting and HELO, then a queue id per message.
         first, second = sent[0]["debug"], sent[1]["debug"]
@@ -358,7 +376,7 @@ class Symfony(CallerTest):
     def test_t_mode_with_sender_and_recipients_in_argv(self):
         # -oi -t with an envelope: Symfony drops -t, appends -f'sender' and
         # -- 'rcpt'..., and removes the Bcc header itself.
-        sent = self.send(self.sendmail + " -oi -t", self.MESSAGES[:1])
+        sent = self.symfony(self.sendmail + " -oi -t", self.MESSAGES[:1])
         self.assertEqual(len(sent), 1)
         [m] = self.deliver(1)
         self.assertEqual(m.mail_from, "app@example.net")
@@ -369,46 +387,36 @@ class Symfony(CallerTest):
         self.assertEqual(body, b"Hi Bob,\n.dot first\nwelcome.\n")
 
 
-def urlquote(s):
-    from urllib.parse import quote
-    return quote(s, safe="")
-
-
 # --- GNU mailutils --------------------------------------------------------------
 
 class Mailutils(CallerTest):
     """GNU mailutils' mail(1): it runs `sendmail -oi -f <user@domain> -t`
-    through its sendmail:// mailer URL."""
+    through its sendmail:// mailer URL. Its domain is set to one relayq does
+    not know, so the sender seen is the one mailutils gave."""
 
     aliases = b"root: admin@example.org\n"
 
-    def mail(self, args, input, email_domain="example.com"):
-        conf = self.write("mailutils.conf", "address {\n  email-domain %s;\n};\n" % email_domain)
-        return self.program(["mail.mailutils", "--config-file=" + conf, "-n",
-                             "-E", "set sendmail=sendmail://" + self.sendmail] + args,
-                            input=input)
-
     @need("mailutils")
     def test_mail_s_with_body_on_stdin(self):
-        self.mail(["-s", "Disk usage on web1", "bob@example.org"],
-                  b"/dev/sda1 91% used\nGr\xc3\xbc\xc3\x9fe\n")
+        self.mailutils(["-s", "Disk usage on web1", "bob@example.org"],
+                       b"/dev/sda1 91% used\nGr\xc3\xbc\xc3\x9fe\n")
         [m] = self.deliver(1)
-        self.assertEqual(m.mail_from, "%s@example.com" % LOGIN)
+        self.assertEqual(m.mail_from, "%s@web1.example.net" % LOGIN)
         self.assertEqual(m.rcpt_tos, ["bob@example.org"])
         fields, body = parse(m.data)
         self.assertEqual(one(fields, "subject"), b"Disk usage on web1")
         self.assertEqual(addresses(one(fields, "to")), ["bob@example.org"])
-        self.assertEqual(addresses(one(fields, "from")), ["%s@example.com" % LOGIN])
+        self.assertEqual(addresses(one(fields, "from")), ["%s@web1.example.net" % LOGIN])
         self.assertIn(b"GNU Mailutils", one(fields, "user-agent"))
         self.assertFixups(fields)
         self.assertEqual(body, b"/dev/sda1 91% used\nGr\xc3\xbc\xc3\x9fe\n")
 
     @need("mailutils")
     def test_mail_t_headers_in_the_input(self):
-        self.mail(["-t"], b"To: bob@example.org, root\nCc: carol@example.org\n"
-                          b"Bcc: hidden@example.org\nSubject: nightly\n\nall good\n")
+        self.mailutils(["-t"], b"To: bob@example.org, root\nCc: carol@example.org\n"
+                               b"Bcc: hidden@example.org\nSubject: nightly\n\nall good\n")
         [m] = self.deliver(1)
-        self.assertEqual(m.mail_from, "%s@example.com" % LOGIN)
+        self.assertEqual(m.mail_from, "%s@web1.example.net" % LOGIN)
         self.assertEqual(sorted(m.rcpt_tos), ["admin@example.org", "bob@example.org",
                                               "carol@example.org", "hidden@example.org"])
         self.assertNoBcc(m.data)
@@ -423,8 +431,8 @@ class Mailutils(CallerTest):
         # mailutils' default domain is the host's name: -f root@<hostname>.
         # relayq takes that as local and rewrites it.
         self.configure('sender_rewrite = "alerts@example.com"\n')
-        self.mail(["-s", "from the host", "bob@example.org"], b"x\n",
-                  email_domain="host.example.com")
+        self.mailutils(["-s", "from the host", "bob@example.org"], b"x\n",
+                       email_domain="host.example.com")
         [m] = self.deliver(1)
         self.assertEqual(m.mail_from, "alerts@example.com")
         fields, _ = parse(m.data)
@@ -446,9 +454,9 @@ class GitSendEmail(CallerTest):
         git("config", "user.name", "Ann Dev")
         git("config", "user.email", "ann@example.net")
         path = os.path.join(repo, "hello.c")
-        for i, (line, msg) in enumerate([("int main(void) { return 0; }", "initial"),
-                                         ("/* trailing space */ ", "hello: comment"),
-                                         (".", "hello: a lone dot line")]):
+        for line, msg in (("int main(void) { return 0; }", "initial"),
+                          ("/* trailing space */ ", "hello: comment"),
+                          (".", "hello: a lone dot line")):
             with open(path, "a") as f:
                 f.write(line + "\n")
             git("add", "hello.c")
@@ -703,9 +711,9 @@ class BackgroundDelivery(CallerTest):
         handler.handle_DATA = handle_DATA
         mail_php = self.write("mail.php", PHP_MAIL)
         callers = {
-            "bg-symfony-bs@example.org": lambda rcpt: Symfony.send(self, self.sendmail + " -bs", [
+            "bg-symfony-bs@example.org": lambda rcpt: self.symfony(self.sendmail + " -bs", [
                 {"from": "app@example.net", "to": [rcpt], "subject": "s", "text": "x"}]),
-            "bg-symfony-t@example.org": lambda rcpt: Symfony.send(self, self.sendmail + " -oi -t", [
+            "bg-symfony-t@example.org": lambda rcpt: self.symfony(self.sendmail + " -oi -t", [
                 {"from": "app@example.net", "to": [rcpt], "subject": "s", "text": "x"}]),
             "bg-php@example.org": lambda rcpt: self.program(
                 ["php", "-n", "-d", "sendmail_path=%s -t -i" % self.sendmail, mail_php],
@@ -713,8 +721,8 @@ class BackgroundDelivery(CallerTest):
                                   "headers": "From: shop@example.net"}).encode()),
             "bg-swaks@example.org": lambda rcpt: self.program(
                 ["swaks", "--pipe", self.sendmail + " -bs", "--to", rcpt]),
-            "bg-mailutils@example.org": lambda rcpt: Mailutils.mail(
-                self, ["-s", "s", rcpt], b"x\n"),
+            "bg-mailutils@example.org": lambda rcpt: self.mailutils(
+                ["-s", "s", rcpt], b"x\n"),
         }
         returned = {}
         for rcpt, run in callers.items():
