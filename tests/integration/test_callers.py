@@ -33,6 +33,7 @@ from urllib.parse import quote
 
 import harness
 from harness import split_message, header_fields, VALGRIND, RELAYQ
+import test_relay
 from test_relay import RelayTest
 import postfix
 import test_postfix
@@ -834,6 +835,13 @@ class PostfixCallers(test_postfix.PostfixTest):
         self.run_queue()
         [m] = self.arrived("pf-carol@example.org")
         self.assertEqual(m.sender, "shop@example.net")
+
+
+def tearDownModule():
+    # test_relay's certificates, made on first use by RelayTest.
+    if test_relay.CERTS is not None:
+        shutil.rmtree(test_relay.CERTS.dir, ignore_errors=True)
+        test_relay.CERTS = None
 
 
 if __name__ == "__main__":
