@@ -2,7 +2,8 @@
  * bounce.c - RFC 3464 delivery status notifications. The report is written
  * straight into a queue transaction in wire form; the original message is
  * copied from its data file, which is already CRLF and dot-stuffed, so it
- * streams through in constant memory.
+ * streams through in constant memory. The transaction is only prepared
+ * here: the runner commits it once the original's envelope names it.
  */
 #include "autoconf.h"
 
@@ -183,18 +184,16 @@ write_report(struct out *o, const struct config *cfg, const struct envelope *ori
 }
 
 int
-bounce_queue(const struct config *cfg, struct queue *q,
+bounce_prepare(const struct config *cfg, struct queue *q,
     const struct envelope *orig, const unsigned char *report, int datafd,
-    char qid[QID_LEN + 1], struct err *err)
+    struct queue_tx *tx, struct err *err)
 {
-	struct queue_tx tx;
 	struct envelope env;
 	struct out o = { .fd = -1 };
 	char boundary[64];
 	size_t wanted = 0;
 	int rc = -1;
 
-	qid[0] = '\0';
 	for (size_t i = 0; i < orig->nrcpts; i++)
 		wanted += report[i] && wants_report(&orig->rcpts[i]);
 	if (wanted == 0)
@@ -203,12 +202,12 @@ bounce_queue(const struct config *cfg, struct queue *q,
 		log_info("%s: bounce not sent: the sender is the null sender", orig->id);
 		return 0;
 	}
-	if (queue_tx_begin(q, &tx, err) < 0)
+	if (queue_tx_begin(q, tx, err) < 0)
 		return -1;
-	o.fd = tx.datafd;
+	o.fd = tx->datafd;
 	buf_init(&o.b, COPY_CHUNK);
-	str_fmt(boundary, sizeof(boundary), "%s/%s", tx.id, cfg->hostname);
-	write_report(&o, cfg, orig, report, boundary, tx.id);
+	str_fmt(boundary, sizeof(boundary), "%s/%s", tx->id, cfg->hostname);
+	write_report(&o, cfg, orig, report, boundary, tx->id);
 	if (copy_original(&o, datafd, orig->ret == RET_HDRS, err) < 0)
 		goto out;
 	out_line(&o, "%s", "");
@@ -225,14 +224,13 @@ bounce_queue(const struct config *cfg, struct queue *q,
 	env.smtputf8 = orig->smtputf8;
 	env.created = time(NULL);
 	envelope_add_rcpt(&env, orig->sender, NULL, 0);
-	rc = queue_tx_commit(&tx, &env, err);
+	rc = queue_tx_prepare(tx, &env, orig->id, err);
 	envelope_free(&env);
-	if (rc == 0) {
-		str_copy(qid, tx.id, QID_LEN + 1);
-		log_info("%s: sender non-delivery notification: %s", orig->id, tx.id);
-	}
 out:
 	buf_free(&o.b);
-	queue_tx_abort(&tx);
-	return rc;
+	if (rc < 0) {
+		queue_tx_abort(tx);
+		return -1;
+	}
+	return 1;
 }

@@ -85,9 +85,15 @@ static const char *const auth_mechs[] = {
 static void
 sec_prefix(const cfg_t *cfg, char *buf, size_t size)
 {
+	char esc[CONFIG_MAX_NAME * 4 + 8];
+
 	buf[0] = '\0';
-	if (cfg != NULL && cfg->title != NULL)
-		snprintf(buf, size, "%s %s: ", cfg->name, cfg->title);
+	if (cfg != NULL && cfg->title != NULL) {
+		/* Not yet checked: the name is validated when the '}' is read. */
+		str_escape(cfg->title, strlen(cfg->title), esc, sizeof(esc));
+		/* A cut-short name in an error message is acceptable. */
+		(void)str_fmt(buf, size, "%s %s: ", cfg->name, esc);
+	}
 }
 
 /* Record the first error only: later ones are usually its echoes. */

@@ -46,7 +46,7 @@ struct envelope {
 	time_t last_attempt, next_attempt;
 	char *last_error;          /* shown by mailq, or NULL */
 	int held;                  /* on hold: no run delivers it until released */
-	char bounce[QID_LEN + 1];  /* the last bounce decided for this entry; "" none */
+	char bounce[QID_LEN + 1];  /* last bounce decided for it; "" none */
 	struct rcpt *rcpts;
 	size_t nrcpts;
 };

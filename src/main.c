@@ -470,6 +470,8 @@ verify_smarthost(const struct config *cfg, const struct strlist *addrs)
 	memset(&p, 0, sizeof(p));
 	p.sh = sh;
 	p.helo_name = cfg->hostname;
+	p.max_reply_lines = (int)cfg->max_reply_lines;
+	p.max_reply_line = (int)cfg->max_reply_line;
 	buf_init(&secret, 0);
 	if (sh->tls != TLS_NONE && (tls = tls_client_new(sh, &err)) == NULL)
 		goto failed;

@@ -61,6 +61,7 @@ struct mstate {
 
 	int at_bol;        /* at the start of an input line */
 	int dots_here;     /* this line may be "." or dot-stuffed (crlf_dots) */
+	int dot_spoiled;   /* a NUL followed the pending dot (crlf_dots) */
 	int dot_pending;   /* a line began with '.', the next byte decides */
 	int done;          /* the "." line was seen */
 	int discard;       /* read to the end marker, store nothing */
@@ -178,7 +179,7 @@ out_put(struct mstate *st, const char *p, size_t n)
  * split and the rest continued after an inserted SP.
  */
 static int
-emit_hline(struct mstate *st, const char *l, size_t n)
+emit_hline(struct mstate *st, const char *l, size_t n, size_t floor)
 {
 	size_t lead = 0;   /* 1 when we inserted the SP that starts the line */
 
@@ -189,6 +190,8 @@ emit_hline(struct mstate *st, const char *l, size_t n)
 
 		while (first < n && IS_WSP(l[first]))
 			first++;
+		if (first < floor)
+			first = floor;
 		for (size_t i = room; i > first; i--) {
 			if (IS_WSP(l[i])) {
 				cut = i;
@@ -203,6 +206,7 @@ emit_hline(struct mstate *st, const char *l, size_t n)
 		lead = IS_WSP(l[cut]) ? 0 : 1;
 		l += cut;
 		n -= cut;
+		floor = 0;
 	}
 	if ((lead && out_put(st, " ", 1) < 0) || out_put(st, l, n) < 0)
 		return -1;
@@ -213,11 +217,18 @@ emit_hline(struct mstate *st, const char *l, size_t n)
 static int
 emit_htext(struct mstate *st, const char *t, size_t len)
 {
+	int first = 1;
+
 	while (len > 0) {
 		const char *nl = memchr(t, '\n', len);
 		size_t n = nl ? (size_t)(nl - t) : len;
 
-		if (emit_hline(st, t, n) < 0)
+		const char *colon = memchr(t, ':', n);
+		size_t floor = first && colon && !IS_WSP(t[0]) ?
+		    (size_t)(colon - t) : 0;
+
+		first = 0;
+		if (emit_hline(st, t, n, floor) < 0)
 			return -1;
 		if (nl == NULL)
 			break;
@@ -665,8 +676,10 @@ classify(const struct mstate *st, int complete)
 		return st->nfields > 0 ? LC_CONT : LC_BODY;
 	if (!st->from_checked && len >= 5 &&
 	    memcmp(l, "From ", 5) == 0) {
-		for (i = 5; i < len && IS_WSP(l[i]); i++)
+		for (i = 5; i < len && i < MSG_LINE_MAX && IS_WSP(l[i]); i++)
 			;
+		if (i >= MSG_LINE_MAX)
+			return LC_BODY;
 		if (i == len)
 			return complete ? LC_FROM_LINE : LC_UNDECIDED;
 		return l[i] == ':' ? LC_FIELD : LC_FROM_LINE;
@@ -915,6 +928,7 @@ line_data(struct mstate *st, const char *p, size_t n)
 	}
 	if (st->dot_pending) {
 		st->dot_pending = 0;
+		st->dot_spoiled = 0;
 		/* ".." loses one dot; ".x" keeps its dot */
 		if (p[0] != '.' && content(st, ".", 1) < 0)
 			return -1;
@@ -928,7 +942,7 @@ line_end(struct mstate *st, int crlf)
 {
 	if (st->dot_pending) {
 		st->dot_pending = 0;
-		if (!st->o->crlf_dots || crlf) {
+		if (!st->o->crlf_dots || (crlf && !st->dot_spoiled)) {
 			st->done = 1;
 			return 0;
 		}
@@ -936,6 +950,7 @@ line_end(struct mstate *st, int crlf)
 		if (content(st, ".", 1) < 0)
 			return -1;
 	}
+	st->dot_spoiled = 0;
 	st->at_bol = 1;
 	st->dots_here = !st->o->crlf_dots || crlf;
 	return content_eol(st);
@@ -971,8 +986,15 @@ rd_segment(struct mstate *st, const char **p, size_t *n, int *eol, int *crlf)
 			return 1;
 		}
 		in->pos++;
-		if (b[0] == '\0')
+		if (b[0] == '\0') {
+			/* Dropped, but other SMTP hops keep it: a line with a
+			 * NUL is never the end marker (SMTP smuggling). */
+			if (st->o->crlf_dots && st->at_bol)
+				st->dots_here = 0;
+			if (st->o->crlf_dots && st->dot_pending)
+				st->dot_spoiled = 1;
 			continue;
+		}
 		*crlf = 0;
 		if (b[0] == '\r') {
 			if (in->pos == in->len &&

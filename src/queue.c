@@ -14,6 +14,12 @@
  * env/ID owns the entry. tmp/ files are locked by their writer so cleanup
  * never removes a live submission, and the data file stays locked until its
  * envelope is committed.
+ *
+ * Prepared transactions (a bounce, committed in two phases with the
+ * decision recorded in between; see queue_tx_prepare) live in tmp/ as
+ * BID.data.for-ID and BID.env.for-ID. They belong to whoever holds ID's
+ * lock: queue_lock of ID commits them when env/ID names BID, and cleanup
+ * keeps them while it does.
  */
 #include "autoconf.h"
 
@@ -226,6 +232,197 @@ quarantine(struct queue *q, const char *id, struct err *err)
 	return -1;
 }
 
+/* ---- prepared transactions ------------------------------------------- */
+
+/* tmp/BID.KIND.for-OID: a transaction prepared for entry OID. */
+static int
+prepared_path(const struct queue *q, char *out, size_t size, const char *bid,
+    const char *kind, const char *oid)
+{
+	return qpath(q, out, size, "tmp/%s.%s.for-%s", bid, kind, oid);
+}
+
+/* Is name (in tmp/) a prepared file? Then bid, oid and *is_env are set. */
+static int
+prepared_name(const char *name, char bid[QID_LEN + 1], char oid[QID_LEN + 1],
+    int *is_env)
+{
+	static const char dsuf[] = ".data.for-", esuf[] = ".env.for-";
+	const char *p = name + QID_LEN;
+
+	if (strlen(name) <= QID_LEN)
+		return 0;
+	if (strncmp(p, dsuf, sizeof(dsuf) - 1) == 0) {
+		*is_env = 0;
+		p += sizeof(dsuf) - 1;
+	} else if (strncmp(p, esuf, sizeof(esuf) - 1) == 0) {
+		*is_env = 1;
+		p += sizeof(esuf) - 1;
+	} else
+		return 0;
+	memcpy(bid, name, QID_LEN);
+	bid[QID_LEN] = '\0';
+	if (strlen(p) != QID_LEN)
+		return 0;
+	memcpy(oid, p, QID_LEN + 1);
+	return qid_valid(bid) && qid_valid(oid);
+}
+
+/*
+ * rename_noreplace that accepts a move a crash left done: from gone and to
+ * there, or (after rename_noreplace's link fallback) both names for one
+ * file.
+ */
+static int
+move_once(const char *from, const char *to)
+{
+	struct stat a, b;
+	int e;
+
+	if (rename_noreplace(from, to) == 0)
+		return 0;
+	e = errno;
+	if (e == ENOENT && lstat(from, &a) < 0 && lstat(to, &b) == 0)
+		return 0;
+	if (e == EEXIST && lstat(from, &a) == 0 && lstat(to, &b) == 0 &&
+	    a.st_ino == b.st_ino && a.st_dev == b.st_dev)
+		return unlink(from) == 0 || errno == ENOENT ? 0 : -1;
+	errno = e;
+	return -1;
+}
+
+/*
+ * Rename a prepared transaction's files into data/ and env/, as
+ * queue_tx_commit does, skipping what an interrupted attempt did. The
+ * caller holds the data file's lock.
+ */
+static int
+publish_prepared(struct queue *q, const char *bid, const char *oid,
+    struct err *err)
+{
+	char from[QPATH_MAX], to[QPATH_MAX];
+
+	prepared_path(q, from, sizeof(from), bid, "data", oid);
+	qpath(q, to, sizeof(to), "data/%s", bid);
+	if (move_once(from, to) < 0)
+		return err_sys(err, ERR_TEMP, "rename %s to %s", from, to);
+	/* Data must be durable before an envelope can point at it. */
+	if (fsync_subdir(q, "data") < 0)
+		return err_sys(err, ERR_TEMP, "fsync %s/data", q->dir);
+	prepared_path(q, from, sizeof(from), bid, "env", oid);
+	qpath(q, to, sizeof(to), "env/%s", bid);
+	if (move_once(from, to) < 0)
+		return err_sys(err, ERR_TEMP, "rename %s to %s", from, to);
+	if (fsync_subdir(q, "env") < 0)
+		return err_sys(err, ERR_TEMP, "fsync %s/env", q->dir);
+	fsync_subdir(q, "tmp");         /* only makes the renames durable */
+	return 0;
+}
+
+/*
+ * The envelope names a bounce (env.bounce) that tmp/ still holds prepared:
+ * a crash came between the decision and the commit, so commit it now. If
+ * tmp/ does not hold it, it was committed long ago (and maybe delivered):
+ * nothing to do. 1: done; 0: its data file is busy; -1: error.
+ */
+static int
+recover_prepared(struct queue *q, const char *id, const struct envelope *env,
+    struct err *err)
+{
+	const char *bid = env->bounce;
+	char penv[QPATH_MAX], path[QPATH_MAX];
+	struct stat st;
+	int fd, rc;
+
+	if (bid[0] == '\0')
+		return 1;
+	prepared_path(q, penv, sizeof(penv), bid, "env", id);
+	if (lstat(penv, &st) < 0)
+		return errno == ENOENT ? 1 :
+		    err_sys(err, ERR_TEMP, "stat %s", penv);
+	/* Its lock, as a live transaction holds it: cleanup keeps off. */
+	prepared_path(q, path, sizeof(path), bid, "data", id);
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT) {
+		qpath(q, path, sizeof(path), "data/%s", bid);
+		fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	}
+	if (fd < 0) {
+		if (errno != ENOENT)
+			return err_sys(err, ERR_TEMP, "open %s", path);
+		/* Not a state relayq writes: say so, and do not stay stuck. */
+		log_error("%s: the prepared bounce %s lost its data file; it "
+		    "cannot be sent", id, bid);
+		unlink(penv);
+		return 1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int e2 = errno;
+
+		close(fd);
+		if (e2 == EWOULDBLOCK)
+			return 0;
+		errno = e2;
+		return err_sys(err, ERR_TEMP, "lock %s", path);
+	}
+	rc = publish_prepared(q, bid, id, err);
+	close(fd);
+	if (rc < 0)
+		return err_prefix(err, "queue file %s: bounce %s", id, bid);
+	log_info("%s: bounce %s committed (prepared before an interruption)",
+	    id, bid);
+	return 1;
+}
+
+/*
+ * env/ID without data/ID, but failed/ID.data of the size the envelope
+ * says: a move to failed/ interrupted in the order relayq used before
+ * (data first, then the envelope). Finish it when no recipient is pending;
+ * otherwise put the data back (a link or copy, not a move: a stale
+ * failed/ID.env may need it). ID names one message, so those bytes are its.
+ */
+enum recovered { RD_NONE, RD_MOVED, RD_RESTORED, RD_ERROR };
+
+static enum recovered
+recover_data(struct queue *q, const char *id, const struct envelope *env,
+    struct err *err)
+{
+	char fdata[QPATH_MAX], path[QPATH_MAX], to[QPATH_MAX];
+	struct stat st;
+	size_t i;
+
+	qpath(q, fdata, sizeof(fdata), "failed/%s.data", id);
+	if (lstat(fdata, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    (unsigned long long)st.st_size != env->size)
+		return RD_NONE;
+	for (i = 0; i < env->nrcpts; i++)
+		if (env->rcpts[i].status == RCPT_PENDING)
+			break;
+	if (i < env->nrcpts) {
+		qpath(q, to, sizeof(to), "data/%s", id);
+		if (link_or_copy(q, id, fdata, to, err) < 0)
+			return RD_ERROR;
+		if (fsync_subdir(q, "data") < 0) {
+			err_sys(err, ERR_TEMP, "fsync %s/data", q->dir);
+			return RD_ERROR;
+		}
+		log_warn("%s: data file restored from failed/", id);
+		return RD_RESTORED;
+	}
+	qpath(q, path, sizeof(path), "env/%s", id);
+	qpath(q, to, sizeof(to), "failed/%s.env", id);
+	if (rename(path, to) < 0) {
+		err_sys(err, ERR_TEMP, "rename %s to %s", path, to);
+		return RD_ERROR;
+	}
+	if (fsync_subdir(q, "failed") < 0 || fsync_subdir(q, "env") < 0) {
+		err_sys(err, ERR_TEMP, "fsync queue directories in %s", q->dir);
+		return RD_ERROR;
+	}
+	log_info("%s: finished an interrupted move to failed/", id);
+	return RD_MOVED;
+}
+
 static void
 qentry_reset(struct qentry *e)
 {
@@ -247,7 +444,7 @@ queue_lock(struct queue *q, const char *id, struct qentry *e, struct err *err)
 	char path[QPATH_MAX], dpath[QPATH_MAX];
 	struct stat fst, pst;
 	struct err local;
-	int fd, tries, missing;
+	int fd, tries, missing, rc;
 
 	if (err == NULL)
 		err = &local;
@@ -310,11 +507,25 @@ queue_lock(struct queue *q, const char *id, struct qentry *e, struct err *err)
 		close(fd);
 		return -1;
 	}
+	if ((rc = recover_prepared(q, id, &e->env, err)) <= 0) {
+		drop_entry(e, fd);
+		return rc;
+	}
 	missing = lstat(dpath, &pst) < 0;
 	if (missing && errno != ENOENT) {
 		err_sys(err, ERR_TEMP, "stat %s", dpath);
 		drop_entry(e, fd);
 		return -1;
+	}
+	if (missing) {
+		enum recovered r = recover_data(q, id, &e->env, err);
+
+		if (r == RD_MOVED || r == RD_ERROR) {
+			drop_entry(e, fd);
+			return r == RD_MOVED ? 0 : -1;
+		}
+		if (r == RD_RESTORED)
+			missing = lstat(dpath, &pst) < 0;
 	}
 	if (missing || !S_ISREG(pst.st_mode)) {
 		err_set(err, ERR_DATA, missing ? "data file missing" :
@@ -409,7 +620,7 @@ int
 queue_move_failed(struct queue *q, struct qentry *e, struct err *err)
 {
 	char env[QPATH_MAX], data[QPATH_MAX], fenv[QPATH_MAX], fdata[QPATH_MAX];
-	int rc = 0;
+	int rc = 0, sfd;
 
 	if (e->fd < 0 || !qid_valid(e->id))
 		return err_set(err, ERR_INTERNAL, "move without a lock");
@@ -417,25 +628,46 @@ queue_move_failed(struct queue *q, struct qentry *e, struct err *err)
 	qpath(q, data, sizeof(data), "data/%s", e->id);
 	qpath(q, fenv, sizeof(fenv), "failed/%s.env", e->id);
 	qpath(q, fdata, sizeof(fdata), "failed/%s.data", e->id);
-	if (rename(data, fdata) < 0) {
-		err_sys(err, ERR_TEMP, "rename %s to %s", data, fdata);
+	/*
+	 * A stale copy of this entry in failed/ (a requeue interrupted after
+	 * its commit) is replaced below: hold its lock, so that an operator's
+	 * requeue or delete cannot remove the data meanwhile.
+	 */
+	sfd = open(fenv, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (sfd >= 0 && flock(sfd, LOCK_EX | LOCK_NB) < 0) {
+		if (errno == EWOULDBLOCK)
+			err_set(err, ERR_TEMP, "%s is busy (an operator's tool "
+			    "holds it)", fenv);
+		else
+			err_sys(err, ERR_TEMP, "lock %s", fenv);
+		close(sfd);
 		queue_unlock(e);
 		return -1;
 	}
+	/* data/ID stays until the commit: a crash here leaves a whole entry. */
+	if (link_or_copy(q, e->id, data, fdata, err) < 0)
+		goto fail;
+	/* The commit point. */
 	if (rename(env, fenv) < 0) {
 		err_sys(err, ERR_TEMP, "rename %s to %s", env, fenv);
-		if (rename(fdata, data) < 0)
-			log_error("%s: cannot move %s back: %s", e->id, fdata,
-			    strerror(errno));
-		queue_unlock(e);
-		return -1;
+		goto fail;
 	}
-	if (fsync_subdir(q, "failed") < 0 || fsync_subdir(q, "env") < 0 ||
-	    fsync_subdir(q, "data") < 0)
+	if (fsync_subdir(q, "failed") < 0 || fsync_subdir(q, "env") < 0)
 		rc = err_sys(err, ERR_TEMP, "fsync queue directories in %s",
 		    q->dir);
+	/* A second name now; left by a crash, it is cleanup's garbage. */
+	if (unlink(data) < 0 && errno != ENOENT)
+		log_warn("%s: remove %s: %s", e->id, data, strerror(errno));
+	fsync_subdir(q, "data");
+	if (sfd >= 0)
+		close(sfd);
 	queue_unlock(e);
 	return rc;
+fail:
+	if (sfd >= 0)
+		close(sfd);
+	queue_unlock(e);
+	return -1;
 }
 
 int
@@ -463,8 +695,10 @@ queue_tx_begin(struct queue *q, struct queue_tx *tx, struct err *err)
 
 	tx->q = q;
 	tx->datafd = -1;
+	tx->envfd = -1;
 	tx->committed = 0;
 	tx->id[0] = '\0';
+	tx->for_id[0] = '\0';
 	for (int i = 0; i < ID_TRIES; i++) {
 		qid_new(tx->id);
 		/* A committed entry with this id would make commit fail. */
@@ -493,10 +727,21 @@ queue_tx_abort(struct queue_tx *tx)
 
 	if (tx->q == NULL || tx->datafd < 0)
 		return;         /* never begun, already committed or aborted */
+	if (tx->for_id[0] != '\0') {
+		/* Prepared: the envelope first, so no crash leaves it alone. */
+		prepared_path(tx->q, path, sizeof(path), tx->id, "env",
+		    tx->for_id);
+		unlink(path);
+		prepared_path(tx->q, path, sizeof(path), tx->id, "data",
+		    tx->for_id);
+		unlink(path);
+		close(tx->envfd);
+		tx->envfd = -1;
+	} else if (qpath(tx->q, path, sizeof(path), "tmp/%s.data",
+	    tx->id) == 0)
+		unlink(path);
 	close(tx->datafd);
 	tx->datafd = -1;
-	if (qpath(tx->q, path, sizeof(path), "tmp/%s.data", tx->id) == 0)
-		unlink(path);
 }
 
 int
@@ -509,7 +754,7 @@ queue_tx_commit(struct queue_tx *tx, struct envelope *env, struct err *err)
 	struct buf b;
 	int envfd = -1, data_in = 0, env_in = 0;
 
-	if (tx->datafd < 0 || tx->committed)
+	if (tx->datafd < 0 || tx->committed || tx->for_id[0] != '\0')
 		return err_set(err, ERR_INTERNAL,
 		    "commit without a transaction");
 	qpath(q, tdata, sizeof(tdata), "tmp/%s.data", tx->id);
@@ -584,6 +829,92 @@ fail:
 	tx->datafd = -1;
 	buf_free(&b);
 	return -1;
+}
+
+int
+queue_tx_prepare(struct queue_tx *tx, struct envelope *env, const char *for_id,
+    struct err *err)
+{
+	struct queue *q = tx->q;
+	char tdata[QPATH_MAX], pdata[QPATH_MAX], penv[QPATH_MAX];
+	struct stat st;
+	struct buf b;
+	int envfd = -1, moved = 0;
+
+	if (tx->datafd < 0 || tx->committed || tx->for_id[0] != '\0')
+		return err_set(err, ERR_INTERNAL,
+		    "prepare without a transaction");
+	if (!qid_valid(for_id))
+		return err_set(err, ERR_INTERNAL,
+		    "prepare for an invalid queue id");
+	qpath(q, tdata, sizeof(tdata), "tmp/%s.data", tx->id);
+	prepared_path(q, pdata, sizeof(pdata), tx->id, "data", for_id);
+	prepared_path(q, penv, sizeof(penv), tx->id, "env", for_id);
+	buf_init(&b, ENVELOPE_MAX);
+	if (fstat(tx->datafd, &st) < 0) {
+		err_sys(err, ERR_TEMP, "fstat %s", tdata);
+		goto fail;
+	}
+	memcpy(env->id, tx->id, QID_LEN + 1);
+	env->size = (unsigned long long)st.st_size;
+	if (env->created == 0)
+		env->created = time(NULL);
+	if (format_envelope(env, &b, err) < 0)
+		goto fail;
+	if (fsync(tx->datafd) < 0) {
+		err_sys(err, ERR_TEMP, "fsync %s", tdata);
+		goto fail;
+	}
+	if (rename_noreplace(tdata, pdata) < 0) {
+		err_sys(err, ERR_TEMP, "rename %s to %s", tdata, pdata);
+		goto fail;
+	}
+	moved = 1;
+	if ((envfd = create_locked(penv)) < 0) {
+		err_sys(err, create_class(errno), "create %s", penv);
+		goto fail;
+	}
+	if (fill_file(envfd, penv, &b, err) < 0) {
+		envfd = -1;
+		goto fail;
+	}
+	/* The names must be durable before an envelope can point at them. */
+	if (fsync_subdir(q, "tmp") < 0) {
+		err_sys(err, ERR_TEMP, "fsync %s/tmp", q->dir);
+		goto fail;
+	}
+	tx->envfd = envfd;
+	memcpy(tx->for_id, for_id, QID_LEN + 1);
+	buf_free(&b);
+	return 0;
+
+fail:
+	if (envfd >= 0) {
+		unlink(penv);
+		close(envfd);
+	}
+	unlink(moved ? pdata : tdata);
+	close(tx->datafd);
+	tx->datafd = -1;
+	buf_free(&b);
+	return -1;
+}
+
+int
+queue_tx_commit_prepared(struct queue_tx *tx, struct err *err)
+{
+	int rc;
+
+	if (tx->datafd < 0 || tx->committed || tx->for_id[0] == '\0')
+		return err_set(err, ERR_INTERNAL,
+		    "commit without a prepared transaction");
+	/* Both files are still locked by tx: cleanup leaves them alone. */
+	rc = publish_prepared(tx->q, tx->id, tx->for_id, err);
+	close(tx->envfd);
+	close(tx->datafd);
+	tx->envfd = tx->datafd = -1;
+	tx->committed = rc == 0;
+	return rc;
 }
 
 /* ---- scanning, peeking, cleanup --------------------------------------- */
@@ -664,17 +995,33 @@ queue_peek(struct queue *q, const char *id, struct envelope *env,
 	return rc < 0 ? -1 : 0;
 }
 
+/* Does env/oid name bid as its bounce? When it cannot tell: yes. */
+static int
+prepared_wanted(struct queue *q, const char *bid, const char *oid)
+{
+	struct envelope env;
+	int rc, named;
+
+	rc = peek_entry(q, oid, &env, NULL, NULL);
+	named = rc < 0 || (rc == 1 && strcmp(env.bounce, bid) == 0);
+	envelope_free(&env);
+	return named;
+}
+
 /*
  * Remove name in sub/ if it is older than cutoff and nobody holds its
  * lock; for data/, only while env/ID is absent (checked under the lock, as
- * commit keeps the data file locked until its envelope is in place).
+ * commit keeps the data file locked until its envelope is in place); for a
+ * prepared transaction in tmp/, only while the entry it was prepared for
+ * does not name it.
  */
 static int
 cleanup_one(struct queue *q, const char *sub, const char *name, time_t cutoff)
 {
 	char path[QPATH_MAX], envp[QPATH_MAX];
+	char bid[QID_LEN + 1], oid[QID_LEN + 1];
 	struct stat st, fst;
-	int fd, removed = 0;
+	int fd, removed = 0, is_env;
 
 	if (qpath(q, path, sizeof(path), "%s/%s", sub, name) < 0 ||
 	    lstat(path, &st) < 0 || st.st_mtime >= cutoff)
@@ -695,7 +1042,8 @@ cleanup_one(struct queue *q, const char *sub, const char *name, time_t cutoff)
 			qpath(q, envp, sizeof(envp), "env/%s", name);
 			if (lstat(envp, &st) < 0 && errno == ENOENT)
 				removed = unlink(path) == 0;
-		} else
+		} else if (!prepared_name(name, bid, oid, &is_env) ||
+		    !prepared_wanted(q, bid, oid))
 			removed = unlink(path) == 0;
 	}
 	close(fd);
@@ -707,30 +1055,41 @@ queue_cleanup(struct queue *q, long grace, struct err *err)
 {
 	static const char *const dirs[] = { "tmp", "data" };
 	time_t cutoff = time(NULL) - grace;
-	char path[QPATH_MAX];
+	struct strlist keep = { 0 };    /* prepared ids whose envelope stays */
+	char path[QPATH_MAX], bid[QID_LEN + 1], oid[QID_LEN + 1];
 	struct dirent *de;
-	int count = 0;
+	int count = 0, is_env;
 	DIR *d;
 
+	/* tmp/ first: a prepared envelope kept there keeps its data/ file. */
 	for (size_t i = 0; i < NITEMS(dirs); i++) {
-		int is_data = strcmp(dirs[i], "data") == 0, n = 0;
+		int is_data = strcmp(dirs[i], "data") == 0, n = 0, r;
 
 		qpath(q, path, sizeof(path), "%s", dirs[i]);
-		if ((d = opendir(path)) == NULL)
+		if ((d = opendir(path)) == NULL) {
+			strlist_free(&keep);
 			return err_sys(err, ERR_TEMP,
 			    "open queue directory %s", path);
+		}
 		while ((de = readdir(d)) != NULL) {
 			if (strcmp(de->d_name, ".") == 0 ||
 			    strcmp(de->d_name, "..") == 0)
 				continue;
-			if (is_data && !qid_valid(de->d_name))
+			if (is_data && (!qid_valid(de->d_name) ||
+			    strlist_has_ci(&keep, de->d_name)))
 				continue;
-			n += cleanup_one(q, dirs[i], de->d_name, cutoff);
+			r = cleanup_one(q, dirs[i], de->d_name, cutoff);
+			n += r;
+			if (!is_data && r == 0 &&
+			    prepared_name(de->d_name, bid, oid, &is_env) &&
+			    is_env)
+				strlist_add(&keep, bid);
 		}
 		closedir(d);
 		if (n > 0)
 			fsync_subdir(q, dirs[i]);
 		count += n;
 	}
+	strlist_free(&keep);
 	return count;
 }

@@ -96,9 +96,9 @@ struct qentry {
  * whose data file is missing, is moved to corrupt/ and reported as -1 with
  * ERR_DATA. Work a crash interrupted is finished first: a prepared
  * transaction the envelope names (env.bounce) is committed; an entry whose
- * data file already went to failed/ (the move of relayq 0.x: data first)
- * is moved there too if no recipient is pending (0: gone), else its data
- * file is restored from failed/.
+ * data file already went to failed/ (a move interrupted in the order
+ * relayq used before: data first) is moved there too if no recipient is
+ * pending (0: gone), else its data file is restored from failed/.
  */
 int queue_lock(struct queue *q, const char *id, struct qentry *e, struct err *err);
 /*

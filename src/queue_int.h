@@ -30,6 +30,15 @@ int fsync_subdir(const struct queue *q, const char *sub);
 int create_locked(const char *path);
 /* Write and fsync a whole buffer; on failure the file is closed and gone. */
 int fill_file(int fd, const char *path, const struct buf *b, struct err *err);
+/*
+ * Give the file at from the name to: a hard link, or a copy made durable
+ * in tmp/ first where the link is refused (protected_hardlinks, when the
+ * runner does not own the file). An existing to is replaced unless it is
+ * already that file. id names the tmp/ file; the caller fsyncs to's
+ * directory.
+ */
+int link_or_copy(const struct queue *q, const char *id, const char *from,
+                 const char *to, struct err *err);
 
 /* queue.c */
 /* Read and parse an open envelope; check it belongs to id. */

@@ -2,7 +2,8 @@
  * queue_util.c - helpers the spool files share (declared in queue_int.h):
  * paths under the queue directory, the crash-safe file primitives
  * (no-replace rename, locked exclusive create, durable write, directory
- * fsync), how a failed creation is classed, and two string helpers.
+ * fsync, link-or-copy), how a failed creation is classed, and two string
+ * helpers.
  */
 #include "autoconf.h"
 
@@ -127,4 +128,83 @@ fill_file(int fd, const char *path, const struct buf *b, struct err *err)
 		return -1;
 	}
 	return 0;
+}
+
+/* Copy the rest of in to out and fsync out. */
+static int
+copy_fd(int in, int out)
+{
+	char chunk[65536];
+	ssize_t n;
+
+	while ((n = read(in, chunk, sizeof(chunk))) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 || write_all(out, chunk, (size_t)n) < 0)
+			return -1;
+	}
+	return fsync(out);
+}
+
+int
+link_or_copy(const struct queue *q, const char *id, const char *from,
+    const char *to, struct err *err)
+{
+	static unsigned seq;
+	char tmp[QPATH_MAX];
+	struct stat a, b;
+	int e, in, fd = -1, linked = 0, rc = -1;
+
+	if (link(from, to) == 0)
+		return 0;
+	e = errno;
+	if (e == EEXIST && stat(from, &a) == 0 && lstat(to, &b) == 0 &&
+	    a.st_ino == b.st_ino && a.st_dev == b.st_dev)
+		return 0;
+	if (e != EEXIST && e != EPERM && e != EMLINK && e != EXDEV) {
+		errno = e;
+		return err_sys(err, e == ENOENT ? ERR_DATA : create_class(e),
+		    "link %s to %s", from, to);
+	}
+	if ((in = open(from, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+		return err_sys(err, ERR_TEMP, "open %s", from);
+	/* Locked (by us or whoever holds it): cleanup leaves the tmp name. */
+	(void)flock(in, LOCK_EX | LOCK_NB);
+	for (int i = 0; i < ID_TRIES; i++) {
+		if (qpath(q, tmp, sizeof(tmp), "tmp/%s.copy.%ld.%u", id,
+		    (long)getpid(), seq++) < 0) {
+			errno = ENAMETOOLONG;
+			break;
+		}
+		if (link(from, tmp) == 0) {
+			linked = 1;
+			break;
+		}
+		if (errno == EEXIST)
+			continue;
+		if ((fd = create_locked(tmp)) >= 0 || errno != EEXIST)
+			break;
+	}
+	if (!linked && fd < 0) {
+		err_sys(err, create_class(errno), "create %s", tmp);
+		goto out;
+	}
+	if (!linked && copy_fd(in, fd) < 0) {
+		err_sys(err, ERR_TEMP, "copy %s to %s", from, tmp);
+		unlink(tmp);
+		goto out;
+	}
+	if (rename(tmp, to) < 0) {
+		err_sys(err, ERR_TEMP, "rename %s to %s", tmp, to);
+		unlink(tmp);
+		goto out;
+	}
+	/* rename does nothing when both names are one file already. */
+	unlink(tmp);
+	rc = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	close(in);
+	return rc;
 }

@@ -86,7 +86,41 @@ report_outcome(const struct envelope *env, const unsigned char *was_pending)
 	}
 }
 
-/* Write the outcome of an attempt to the queue. */
+/*
+ * After the update that names the prepared bounce: commit it if that
+ * update reached env/ID (queue_update replaced e->fd, even if it failed
+ * afterwards), else throw it away: those recipients are still pending on
+ * disk and the next attempt decides again.
+ */
+static int
+commit_bounce(struct qentry *e, struct queue_tx *tx, int rc, int recorded,
+    struct err *err)
+{
+	struct err e2;
+
+	if (!recorded) {
+		queue_tx_abort(tx);
+		return rc;
+	}
+	if (queue_tx_commit_prepared(tx, &e2) < 0) {
+		/* env/ID names it: the next queue_lock commits it. */
+		log_error("%s: bounce %s: %s", e->id, tx->id, e2.msg);
+		if (rc == 0)
+			*err = e2;
+		return -1;
+	}
+	log_info("%s: sender non-delivery notification: %s", e->id, tx->id);
+	return rc;
+}
+
+/*
+ * Write the outcome of an attempt to the queue. A bounce goes in two
+ * phases (queue_tx_prepare): prepared in tmp/, named in the original's
+ * envelope by the same update that records the failures, then committed;
+ * only then does the original move to failed/. A crash at any point gives
+ * one bounce: before the update, the attempt is repeated as if it had not
+ * happened; after it, queue_lock commits what the envelope names.
+ */
 static int
 settle(const struct config *cfg, struct queue *q, struct qentry *e,
     const unsigned char *was_pending, struct run_stats *st, struct err *err)
@@ -94,8 +128,8 @@ settle(const struct config *cfg, struct queue *q, struct qentry *e,
 	struct envelope *env = &e->env;
 	unsigned char *report = xcalloc(env->nrcpts ? env->nrcpts : 1, 1);
 	size_t pending = 0, failed = 0, newly_failed = 0;
-	char bounce_id[QID_LEN + 1];
-	int rc = 0;
+	struct queue_tx btx;
+	int rc = 0, bounce = 0, oldfd;
 
 	env->attempts++;
 	if (time(NULL) - env->created >= cfg->queue_lifetime)
@@ -111,8 +145,9 @@ settle(const struct config *cfg, struct queue *q, struct qentry *e,
 	if (newly_failed > 0) {
 		int datafd = queue_open_data(q, e->id, err);
 
-		if (datafd < 0 || bounce_queue(cfg, q, env, report, datafd,
-		    bounce_id, err) < 0) {
+		bounce = datafd < 0 ? -1 :
+		    bounce_prepare(cfg, q, env, report, datafd, &btx, err);
+		if (bounce < 0) {
 			/* No bounce, no failure: those recipients wait for the next run. */
 			log_error("%s: cannot queue the bounce: %s", e->id, err->msg);
 			for (size_t i = 0; i < env->nrcpts; i++)
@@ -121,25 +156,33 @@ settle(const struct config *cfg, struct queue *q, struct qentry *e,
 			pending += newly_failed;
 			failed -= newly_failed;
 			newly_failed = 0;
+			bounce = 0;
 		}
 		if (datafd >= 0)
 			close(datafd);
 		st->bounced += newly_failed ? 1 : 0;
+		if (bounce)
+			memcpy(env->bounce, btx.id, QID_LEN + 1);
 	}
 	if (pending == 0 && failed == 0) {
 		rc = queue_remove(q, e, err);
 		st->delivered++;
-	} else if (pending == 0) {
-		/* failed/ keeps the final state (reasons, dsn) for --show and
-		 * --requeue: write it, then move the files. */
-		rc = queue_update(q, e, err);
-		if (rc == 0)
-			rc = queue_move_failed(q, e, err);
-	} else {
+		free(report);
+		return rc;
+	}
+	if (pending > 0) {
 		env->next_attempt = time(NULL) + retry_delay(cfg, env->attempts);
-		rc = queue_update(q, e, err);
 		st->deferred++;
 	}
+	/* One atomic write: the outcome, and the bounce decided for it.
+	 * failed/ keeps this final state (reasons, dsn) for --show and
+	 * --requeue. */
+	oldfd = e->fd;
+	rc = queue_update(q, e, err);
+	if (bounce)
+		rc = commit_bounce(e, &btx, rc, e->fd != oldfd, err);
+	if (rc == 0 && pending == 0)
+		rc = queue_move_failed(q, e, err);
 	free(report);
 	return rc;
 }

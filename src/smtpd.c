@@ -620,8 +620,7 @@ dialogue(struct session *ss)
 		}
 		if (toolong || len > ss->line_max) {
 			ss->errors++;
-			reply(ss, "500 5.5.2 Error: line too long (limit %zu "
-			    "octets)", ss->line_max);
+			reply(ss, "500 5.5.2 Error: line too long");
 			continue;
 		}
 		if (smtpd_parse(line, len, ss->cfg->max_message_size, cmd, rbuf,

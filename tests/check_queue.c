@@ -24,7 +24,9 @@
 #include <unistd.h>
 
 #include "queue.h"
+#include "queue_int.h"              /* link_or_copy */
 
+#undef NITEMS
 #define NITEMS(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 static char spool[64];
@@ -703,6 +705,26 @@ static const struct { const char *name, *text, *expect; } bad[] = {
 	{ "held after rcpt",
 	  HEAD RCPT "held: 1\nend\n",
 	  "line 12: held after the recipients" },
+	{ "bounce bad id",
+	  HEAD "bounce: ../../etc/passwd\n" RCPT "end\n",
+	  "line 11: bounce: not a valid queue id" },
+	{ "bounce lower-case",
+	  HEAD "bounce: 0a1b2c3d4e5f60719\n" RCPT "end\n",
+	  "line 11: bounce: not a valid queue id" },
+	{ "bounce empty", HEAD "bounce:\n" RCPT "end\n",
+	  "line 11: bounce: not a valid queue id" },
+	{ "bounce trailing space",
+	  HEAD "bounce: 0A1B2C3D4E5F60719 \n" RCPT "end\n",
+	  "line 11: bounce: not a valid queue id" },
+	{ "bounce twice",
+	  HEAD "bounce: 0A1B2C3D4E5F60719\nbounce: 0A1B2C3D4E5F60719\n"
+	  RCPT "end\n",
+	  "line 12: bounce repeated" },
+	{ "bounce after rcpt",
+	  HEAD RCPT "bounce: 0A1B2C3D4E5F60719\nend\n",
+	  "line 12: bounce after the recipients" },
+	{ "bounce case", HEAD "Bounce: 0A1B2C3D4E5F60719\n" RCPT "end\n",
+	  "line 11: unknown key \"Bounce\"" },
 	{ "long line", NULL, "line 11: line longer than 4096" },
 	{ "too large", NULL, "larger than 1048576" },
 };
@@ -768,12 +790,20 @@ START_TEST(test_parse_good)
 END_TEST
 
 /* Envelopes as queue.c writes them: parse and format give the same bytes. */
-static const struct { const char *text; int held; } canonical[] = {
-	{ GOOD, 0 },
-	{ HEAD "held: 1\n" RCPT "end\n", 1 },
+static const struct {
+	const char *text;
+	int held;
+	const char *bounce;
+} canonical[] = {
+	{ GOOD, 0, "" },
+	{ HEAD "held: 1\n" RCPT "end\n", 1, "" },
 	{ HEAD "last-error: 451 4.3.0 later\nheld: 1\n" RCPT
-	  "rcpt: failed e@f\nrcpt-dsn: 5.1.1\nrcpt-error: 550 no\nend\n", 1 },
-	{ HEAD "last-error: x\n" RCPT "end\n", 0 },
+	  "rcpt: failed e@f\nrcpt-dsn: 5.1.1\nrcpt-error: 550 no\nend\n", 1, "" },
+	{ HEAD "last-error: x\n" RCPT "end\n", 0, "" },
+	{ HEAD "bounce: 0A1B2C3D4E5F60719\nrcpt: failed e@f\n"
+	  "rcpt-dsn: 5.1.1\nrcpt-error: 550 no\nend\n", 0, "0A1B2C3D4E5F60719" },
+	{ HEAD "last-error: x\nheld: 1\nbounce: FFFFFFFFFFFFFFFFF\n" RCPT
+	  "rcpt: failed e@f\nend\n", 1, "FFFFFFFFFFFFFFFFF" },
 };
 
 START_TEST(test_canonical_roundtrip)
@@ -786,6 +816,7 @@ START_TEST(test_canonical_roundtrip)
 	ck_assert_msg(envelope_parse(t, strlen(t), &env, &err) == 0, "%s",
 	    err.msg);
 	ck_assert_int_eq(env.held, canonical[_i].held);
+	ck_assert_str_eq(env.bounce, canonical[_i].bounce);
 	buf_init(&b, 0);
 	ck_assert_int_eq(envelope_format(&env, &b), 0);
 	ck_assert_str_eq(b.data, t);
@@ -809,6 +840,42 @@ START_TEST(test_parse_fields)
 	    NOTIFY_FAILURE | NOTIFY_SUCCESS | NOTIFY_DELAY);
 	ck_assert_str_eq(env.rcpts[1].addr, "\"a b\"@c");
 	ck_assert_uint_eq(env.rcpts[1].notify, 0);
+	ck_assert_str_eq(env.bounce, "");               /* none */
+	envelope_free(&env);
+}
+END_TEST
+
+/* The bounce key: written only when set, and never with a bad id. */
+START_TEST(test_bounce_key_format)
+{
+	struct queue_tx tx;
+	struct envelope env;
+	struct err err;
+	struct buf b;
+
+	simple_env(&env, "a@b");
+	str_copy(env.id, "0A1B2C3D4E5F60718", sizeof(env.id));
+	buf_init(&b, 0);
+	ck_assert_int_eq(envelope_format(&env, &b), 0);
+	ck_assert_ptr_null(strstr(b.data, "bounce"));
+	buf_reset(&b);
+	str_copy(env.bounce, "0A1B2C3D4E5F6071F", sizeof(env.bounce));
+	ck_assert_int_eq(envelope_format(&env, &b), 0);
+	ck_assert_ptr_nonnull(strstr(b.data,
+	    "\nbounce: 0A1B2C3D4E5F6071F\nrcpt: pending bob@example.com\n"));
+	buf_reset(&b);
+	str_copy(env.bounce, "../../x", sizeof(env.bounce));
+	ck_assert_int_eq(envelope_format(&env, &b), -1);
+	/* the queue refuses to write it, and says why */
+	ck_assert_int_eq(queue_tx_begin(&q, &tx, &err), 0);
+	ck_assert_int_eq(write_all(tx.datafd, "x\r\n", 3), 0);
+	ck_assert_int_eq(queue_tx_commit(&tx, &env, &err), -1);
+	ck_assert_int_eq(err.cls, ERR_INTERNAL);
+	ck_assert_ptr_nonnull(strstr(err.msg, "bounce"));
+	queue_tx_abort(&tx);
+	ck_assert_int_eq(count_dir("tmp"), 0);
+	ck_assert_int_eq(count_dir("env"), 0);
+	buf_free(&b);
 	envelope_free(&env);
 }
 END_TEST
@@ -1082,6 +1149,529 @@ START_TEST(test_open_data)
 	ck_assert_int_eq(err.cls, ERR_DATA);
 	ck_assert_int_eq(queue_open_data(&q, "0000000000000000F", &err), -1);
 	ck_assert_int_eq(err.cls, ERR_TEMP);
+}
+END_TEST
+
+/* ---- two-phase bounces ------------------------------------------------- */
+
+#define BOUNCE_BODY "Subject: bounce\r\n\r\nsorry\r\n"
+
+/* A bounce envelope as bounce.c makes one. */
+static void
+bounce_env(struct envelope *env)
+{
+	envelope_init(env);
+	env->sender = xstrdup("");
+	envelope_add_rcpt(env, "alice@example.com", NULL, 0);
+}
+
+/* Begin a transaction holding BOUNCE_BODY and prepare it for oid. */
+static void
+prepare_bounce(struct queue_tx *tx, const char *oid)
+{
+	struct envelope env;
+	struct err err;
+
+	ck_assert_int_eq(queue_tx_begin(&q, tx, &err), 0);
+	ck_assert_int_eq(write_all(tx->datafd, BOUNCE_BODY,
+	    sizeof(BOUNCE_BODY) - 1), 0);
+	bounce_env(&env);
+	ck_assert_msg(queue_tx_prepare(tx, &env, oid, &err) == 0, "prepare: %s",
+	    err.msg);
+	ck_assert_str_eq(env.id, tx->id);
+	ck_assert_uint_eq(env.size, sizeof(BOUNCE_BODY) - 1);
+	envelope_free(&env);
+}
+
+/* The bounce bid is queued, whole, from the null sender. */
+static void
+assert_bounce_queued(const char *bid)
+{
+	struct envelope env;
+	struct err err;
+	char *data;
+	size_t len;
+
+	ck_assert_msg(queue_peek(&q, bid, &env, &err) == 0, "%s", err.msg);
+	ck_assert_str_eq(env.sender, "");
+	ck_assert_str_eq(env.rcpts[0].addr, "alice@example.com");
+	ck_assert_uint_eq(env.size, sizeof(BOUNCE_BODY) - 1);
+	envelope_free(&env);
+	data = slurp(&len, "data/%s", bid);
+	ck_assert_uint_eq(len, sizeof(BOUNCE_BODY) - 1);
+	ck_assert_mem_eq(data, BOUNCE_BODY, len);
+	free(data);
+}
+
+START_TEST(test_prepare_commit)
+{
+	struct strlist list = { 0 };
+	struct queue_tx tx;
+	struct qentry e;
+	struct envelope env;
+	struct err err;
+	char oid[QID_LEN + 1];
+
+	enqueue_simple(oid);
+	ck_assert_int_eq(queue_lock(&q, oid, &e, &err), 1);
+	prepare_bounce(&tx, oid);
+	/* prepared: in tmp/ under names tied to oid, invisible to runs */
+	ck_assert(exists("tmp/%s.data.for-%s", tx.id, oid));
+	ck_assert(exists("tmp/%s.env.for-%s", tx.id, oid));
+	ck_assert_int_eq(count_dir("tmp"), 2);
+	ck_assert(!exists("data/%s", tx.id));
+	ck_assert(!exists("env/%s", tx.id));
+	ck_assert_int_eq(queue_scan(&q, &list, &err), 0);
+	ck_assert_uint_eq(list.n, 1);
+	strlist_free(&list);
+	/* a prepared transaction is committed only one way */
+	ck_assert_int_eq(queue_tx_commit(&tx, &env, &err), -1);
+	ck_assert_int_eq(err.cls, ERR_INTERNAL);
+
+	/* the decision, then the commit */
+	str_copy(e.env.bounce, tx.id, sizeof(e.env.bounce));
+	e.env.rcpts[0].status = RCPT_FAILED;
+	ck_assert_int_eq(queue_update(&q, &e, &err), 0);
+	ck_assert_msg(queue_tx_commit_prepared(&tx, &err) == 0, "%s", err.msg);
+	ck_assert_int_eq(tx.committed, 1);
+	ck_assert_int_eq(tx.datafd, -1);
+	ck_assert_int_eq(count_dir("tmp"), 0);
+	assert_bounce_queued(tx.id);
+	queue_tx_abort(&tx);            /* a no-op after commit */
+	ck_assert(exists("env/%s", tx.id));
+	ck_assert_int_eq(queue_tx_commit_prepared(&tx, &err), -1);
+	ck_assert_int_eq(err.cls, ERR_INTERNAL);
+
+	/* the original keeps the key: its next lock finds nothing to do */
+	queue_unlock(&e);
+	envelope_free(&e.env);
+	ck_assert_int_eq(queue_lock(&q, oid, &e, &err), 1);
+	ck_assert_str_eq(e.env.bounce, tx.id);
+	ck_assert_int_eq(count_dir("env"), 2);
+	ck_assert_int_eq(count_dir("tmp"), 0);
+	queue_unlock(&e);
+	envelope_free(&e.env);
+}
+END_TEST
+
+START_TEST(test_prepare_abort)
+{
+	struct queue_tx tx;
+	struct envelope env;
+	struct err err;
+	char oid[QID_LEN + 1];
+
+	enqueue_simple(oid);
+	prepare_bounce(&tx, oid);
+	queue_tx_abort(&tx);
+	ck_assert_int_eq(count_dir("tmp"), 0);
+	ck_assert_int_eq(count_dir("env"), 1);
+	ck_assert_int_eq(count_dir("data"), 1);
+	queue_tx_abort(&tx);            /* twice is harmless */
+
+	/* for a bad id, and twice: refused, and nothing is left */
+	ck_assert_int_eq(queue_tx_begin(&q, &tx, &err), 0);
+	bounce_env(&env);
+	ck_assert_int_eq(queue_tx_prepare(&tx, &env, "../x", &err), -1);
+	ck_assert_int_eq(err.cls, ERR_INTERNAL);
+	ck_assert_int_eq(queue_tx_commit_prepared(&tx, &err), -1);
+	ck_assert_int_eq(err.cls, ERR_INTERNAL);
+	ck_assert_int_eq(queue_tx_prepare(&tx, &env, oid, &err), 0);
+	ck_assert_int_eq(queue_tx_prepare(&tx, &env, oid, &err), -1);
+	ck_assert_int_eq(err.cls, ERR_INTERNAL);
+	queue_tx_abort(&tx);
+	ck_assert_int_eq(count_dir("tmp"), 0);
+
+	/* an envelope that cannot be written: nothing left either */
+	envelope_free(&env);
+	envelope_init(&env);
+	env.sender = xstrdup("");
+	ck_assert_int_eq(queue_tx_begin(&q, &tx, &err), 0);
+	ck_assert_int_eq(queue_tx_prepare(&tx, &env, oid, &err), -1);
+	ck_assert_int_eq(err.cls, ERR_DATA);
+	ck_assert_int_eq(count_dir("tmp"), 0);
+	queue_tx_abort(&tx);
+	envelope_free(&env);
+}
+END_TEST
+
+/* How far a runner killed during a bounce of oid had come. */
+enum crash_stage {
+	CS_PREPARED,            /* prepared, not named: the decision lost */
+	CS_NAMED,               /* named in env/oid, nothing renamed */
+	CS_DATA_LINKED,         /* data in data/ and tmp/ (link fallback) */
+	CS_DATA_MOVED,          /* data renamed into data/, envelope not */
+	CS_COMMITTED,           /* committed, original not finished */
+	CS_NSTAGES
+};
+
+/*
+ * A runner that locks oid, prepares a bounce, names it in oid's envelope
+ * (the recipient failed) and dies at stage. Returns the bounce id.
+ */
+static void
+crash_during_bounce(const char *oid, enum crash_stage stage,
+    char bid[QID_LEN + 1])
+{
+	int fds[2], status;
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(fds), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		char from[512], to[512];
+		struct queue_tx tx;
+		struct qentry e;
+		struct err err;
+
+		close(fds[0]);
+		if (queue_lock(&q, oid, &e, &err) != 1)
+			_exit(2);
+		prepare_bounce(&tx, oid);
+		if (write(fds[1], tx.id, QID_LEN) != QID_LEN)
+			_exit(3);
+		if (stage == CS_PREPARED)
+			_exit(0);
+		str_copy(e.env.bounce, tx.id, sizeof(e.env.bounce));
+		e.env.rcpts[0].status = RCPT_FAILED;
+		if (queue_update(&q, &e, &err) < 0)
+			_exit(4);
+		path_of(from, sizeof(from), "tmp/%s.data.for-%s", tx.id, oid);
+		path_of(to, sizeof(to), "data/%s", tx.id);
+		if (stage == CS_DATA_LINKED && link(from, to) < 0)
+			_exit(5);
+		if (stage == CS_DATA_MOVED && rename(from, to) < 0)
+			_exit(6);
+		if (stage == CS_COMMITTED &&
+		    queue_tx_commit_prepared(&tx, &err) < 0)
+			_exit(7);
+		_exit(0);       /* killed: no commit, no unlock, no cleanup */
+	}
+	close(fds[1]);
+	ck_assert_int_eq(read(fds[0], bid, QID_LEN), QID_LEN);
+	bid[QID_LEN] = '\0';
+	close(fds[0]);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 0);
+}
+
+/* The next lock of the original finishes the bounce, exactly once. */
+START_TEST(test_bounce_recovered_by_lock)
+{
+	enum crash_stage stage = (enum crash_stage)_i;
+	struct qentry e;
+	struct err err;
+	char oid[QID_LEN + 1], bid[QID_LEN + 1];
+
+	enqueue_simple(oid);
+	crash_during_bounce(oid, stage, bid);
+	ck_assert_int_eq(queue_lock(&q, oid, &e, &err), 1);
+	if (stage == CS_PREPARED) {
+		/* not decided: the attempt is repeated, the files are garbage */
+		ck_assert_str_eq(e.env.bounce, "");
+		ck_assert_int_eq(e.env.rcpts[0].status, RCPT_PENDING);
+		ck_assert(!exists("env/%s", bid));
+		ck_assert(!exists("data/%s", bid));
+		ck_assert_int_eq(count_dir("tmp"), 2);
+	} else {
+		ck_assert_str_eq(e.env.bounce, bid);
+		ck_assert_int_eq(e.env.rcpts[0].status, RCPT_FAILED);
+		assert_bounce_queued(bid);
+		ck_assert_int_eq(count_dir("tmp"), 0);
+		ck_assert_int_eq(count_dir("env"), 2);
+		ck_assert_int_eq(count_dir("data"), 2);
+	}
+	ck_assert_int_eq(count_dir("corrupt"), 0);
+	queue_unlock(&e);
+	envelope_free(&e.env);
+
+	/* again: nothing more happens (the key stays, the bounce is one) */
+	ck_assert_int_eq(queue_lock(&q, oid, &e, &err), 1);
+	ck_assert_int_eq(count_dir("env"), stage == CS_PREPARED ? 1 : 2);
+	queue_unlock(&e);
+	envelope_free(&e.env);
+
+	/* delivered and removed since: the stale key commits nothing */
+	if (stage != CS_PREPARED) {
+		ck_assert_int_eq(queue_lock(&q, bid, &e, &err), 1);
+		ck_assert_int_eq(queue_remove(&q, &e, &err), 0);
+		envelope_free(&e.env);
+		ck_assert_int_eq(queue_lock(&q, oid, &e, &err), 1);
+		ck_assert(!exists("env/%s", bid));
+		ck_assert_int_eq(count_dir("env"), 1);
+		ck_assert_int_eq(count_dir("tmp"), 0);
+		queue_unlock(&e);
+		envelope_free(&e.env);
+	}
+}
+END_TEST
+
+/* Prepared files stay exactly while the envelope they belong to names them. */
+START_TEST(test_cleanup_prepared)
+{
+	struct qentry e;
+	struct err err;
+	char named[QID_LEN + 1], moved[QID_LEN + 1], stale[QID_LEN + 1];
+	char b1[QID_LEN + 1], b2[QID_LEN + 1], b3[QID_LEN + 1];
+	static const char gone[] = "0000000000000000E";
+	static const char b4[] = "0000000000000000F";
+
+	enqueue_simple(named);
+	crash_during_bounce(named, CS_NAMED, b1);
+	enqueue_simple(moved);
+	crash_during_bounce(moved, CS_DATA_MOVED, b2);
+	enqueue_simple(stale);
+	crash_during_bounce(stale, CS_PREPARED, b3);
+	/* prepared for an entry that is gone */
+	spew("x", 1, "tmp/%s.data.for-%s", b4, gone);
+	spew("x", 1, "tmp/%s.env.for-%s", b4, gone);
+	/* a day later */
+	set_age(7200, "tmp/%s.data.for-%s", b1, named);
+	set_age(7200, "tmp/%s.env.for-%s", b1, named);
+	set_age(7200, "data/%s", b2);
+	set_age(7200, "tmp/%s.env.for-%s", b2, moved);
+	set_age(7200, "tmp/%s.data.for-%s", b3, stale);
+	set_age(7200, "tmp/%s.env.for-%s", b3, stale);
+	set_age(7200, "tmp/%s.data.for-%s", b4, gone);
+	set_age(7200, "tmp/%s.env.for-%s", b4, gone);
+
+	ck_assert_int_eq(queue_cleanup(&q, 3600, &err), 4);
+	ck_assert(exists("tmp/%s.data.for-%s", b1, named));
+	ck_assert(exists("tmp/%s.env.for-%s", b1, named));
+	ck_assert(exists("tmp/%s.env.for-%s", b2, moved));
+	ck_assert(exists("data/%s", b2));       /* no env/b2 yet, but named */
+	ck_assert(!exists("tmp/%s.data.for-%s", b3, stale));
+	ck_assert(!exists("tmp/%s.env.for-%s", b3, stale));
+	ck_assert(!exists("tmp/%s.data.for-%s", b4, gone));
+	ck_assert(!exists("tmp/%s.env.for-%s", b4, gone));
+	ck_assert_int_eq(count_dir("tmp"), 3);
+
+	/* the named ones are committed by their originals' next lock */
+	ck_assert_int_eq(queue_lock(&q, named, &e, &err), 1);
+	queue_unlock(&e);
+	envelope_free(&e.env);
+	ck_assert_int_eq(queue_lock(&q, moved, &e, &err), 1);
+	queue_unlock(&e);
+	envelope_free(&e.env);
+	ck_assert_int_eq(count_dir("tmp"), 0);
+	assert_bounce_queued(b1);
+	assert_bounce_queued(b2);
+	ck_assert_int_eq(queue_cleanup(&q, 3600, &err), 0);
+	ck_assert_int_eq(count_dir("env"), 5);
+}
+END_TEST
+
+/* ---- failed/: crash-safe move ------------------------------------------ */
+
+/* An entry with one failed recipient, locked in e. */
+static void
+failed_entry(struct qentry *e, char id[QID_LEN + 1], int pending)
+{
+	struct err err;
+
+	enqueue_simple(id);
+	ck_assert_int_eq(queue_lock(&q, id, e, &err), 1);
+	if (!pending) {
+		e->env.rcpts[0].status = RCPT_FAILED;
+		e->env.rcpts[0].dsn = xstrdup("5.1.1");
+	}
+	ck_assert_int_eq(queue_update(&q, e, &err), 0);
+}
+
+static void
+assert_in_failed(const char *id)
+{
+	struct envelope env;
+	enum qwhere where;
+	struct err err;
+	char *data;
+	size_t len;
+
+	ck_assert(!exists("env/%s", id));
+	ck_assert(!exists("data/%s", id));
+	ck_assert_int_eq(queue_find(&q, id, &env, &where, NULL, &err), 0);
+	ck_assert_int_eq(where, QW_FAILED);
+	envelope_free(&env);
+	data = slurp(&len, "failed/%s.data", id);
+	ck_assert_uint_eq(len, 18);
+	ck_assert_mem_eq(data, "Subject: x\r\n\r\nhi\r\n", 18);
+	free(data);
+	ck_assert_int_eq(count_dir("corrupt"), 0);
+}
+
+START_TEST(test_move_failed_retried)
+{
+	struct qentry e;
+	struct err err;
+	struct stat st;
+	char id[QID_LEN + 1], from[512], to[512];
+	ino_t ino;
+
+	/* killed after the link: the retry accepts it */
+	failed_entry(&e, id, 0);
+	path_of(from, sizeof(from), "data/%s", id);
+	path_of(to, sizeof(to), "failed/%s.data", id);
+	ck_assert_int_eq(link(from, to), 0);
+	ck_assert_int_eq(stat(from, &st), 0);
+	ino = st.st_ino;
+	ck_assert_int_eq(queue_move_failed(&q, &e, &err), 0);
+	envelope_free(&e.env);
+	assert_in_failed(id);
+	ck_assert_int_eq(stat(to, &st), 0);
+	ck_assert_uint_eq(st.st_ino, ino);      /* linked, not copied */
+	ck_assert_uint_eq(st.st_nlink, 1);
+
+	/* killed after the commit, before data/ID went: cleanup's garbage,
+	 * and removing it leaves failed/ whole */
+	ck_assert_int_eq(link(to, from), 0);
+	set_age(7200, "data/%s", id);
+	ck_assert_int_eq(queue_cleanup(&q, 3600, &err), 1);
+	assert_in_failed(id);
+	ck_assert_int_eq(count_dir("failed"), 2);
+}
+END_TEST
+
+START_TEST(test_move_failed_replaces_stale)
+{
+	struct qentry e;
+	struct err err;
+	char id[QID_LEN + 1], path[512];
+	int fd;
+
+	/* a requeue that stopped after its commit left an older copy */
+	failed_entry(&e, id, 0);
+	spew("stale", 5, "failed/%s.data", id);
+	spew("stale", 5, "failed/%s.env", id);
+
+	/* an operator's tool holds it: nothing moves, the entry stays whole */
+	path_of(path, sizeof(path), "failed/%s.env", id);
+	ck_assert_int_ge(fd = open(path, O_RDONLY), 0);
+	ck_assert_int_eq(flock(fd, LOCK_EX), 0);
+	ck_assert_int_eq(queue_move_failed(&q, &e, &err), -1);
+	ck_assert_int_eq(err.cls, ERR_TEMP);
+	ck_assert_ptr_nonnull(strstr(err.msg, "is busy"));
+	ck_assert_int_eq(e.fd, -1);
+	envelope_free(&e.env);
+	close(fd);
+	ck_assert(exists("env/%s", id));
+	ck_assert(exists("data/%s", id));
+
+	ck_assert_int_eq(queue_lock(&q, id, &e, &err), 1);
+	ck_assert_int_eq(queue_move_failed(&q, &e, &err), 0);
+	envelope_free(&e.env);
+	assert_in_failed(id);
+	ck_assert_int_eq(count_dir("failed"), 2);
+	ck_assert_int_eq(count_dir("tmp"), 0);
+}
+END_TEST
+
+/* A second name for a data file: linked, or copied across file systems. */
+START_TEST(test_link_or_copy)
+{
+	struct err err;
+	struct stat a, b;
+	char from[512], to[512], shm[64], *data;
+	size_t len;
+	int fd;
+
+	spew("payload\r\n", 9, "data/%s", "0000000000000000A");
+	path_of(from, sizeof(from), "data/%s", "0000000000000000A");
+	path_of(to, sizeof(to), "failed/%s", "0000000000000000A.data");
+	ck_assert_int_eq(link_or_copy(&q, "0000000000000000A", from, to, &err), 0);
+	ck_assert_int_eq(stat(from, &a), 0);
+	ck_assert_int_eq(stat(to, &b), 0);
+	ck_assert_uint_eq(a.st_ino, b.st_ino);
+	/* again: already that file, nothing more */
+	ck_assert_int_eq(link_or_copy(&q, "0000000000000000A", from, to, &err), 0);
+	ck_assert_int_eq(stat(from, &a), 0);
+	ck_assert_uint_eq(a.st_nlink, 2);
+	/* another file there: replaced by this one */
+	ck_assert_int_eq(unlink(to), 0);
+	spew("other", 5, "failed/%s", "0000000000000000A.data");
+	ck_assert_int_eq(link_or_copy(&q, "0000000000000000A", from, to, &err), 0);
+	ck_assert_int_eq(stat(to, &b), 0);
+	ck_assert_uint_eq(a.st_ino, b.st_ino);
+	ck_assert_int_eq(count_dir("tmp"), 0);
+	/* gone: ERR_DATA */
+	path_of(from, sizeof(from), "data/%s", "0000000000000000B");
+	ck_assert_int_eq(link_or_copy(&q, "0000000000000000B", from, to, &err), -1);
+	ck_assert_int_eq(err.cls, ERR_DATA);
+
+	/* the link refused (another file system): a durable copy, mode 0640 */
+	str_copy(shm, "/dev/shm/check_queue.XXXXXX", sizeof(shm));
+	if ((fd = mkstemp(shm)) < 0)
+		return;                 /* no /dev/shm here */
+	ck_assert_int_eq(write_all(fd, "copied\r\n", 8), 0);
+	close(fd);
+	ck_assert_int_eq(stat(shm, &a), 0);
+	ck_assert_int_eq(stat(spool, &b), 0);
+	if (a.st_dev == b.st_dev) {
+		unlink(shm);            /* one file system: nothing to test */
+		return;
+	}
+	path_of(to, sizeof(to), "data/%s", "0000000000000000C");
+	ck_assert_int_eq(link_or_copy(&q, "0000000000000000C", shm, to, &err), 0);
+	unlink(shm);
+	ck_assert_int_eq(stat(to, &b), 0);
+	ck_assert_int_eq(b.st_mode & 07777, 0640);      /* mkstemp's was 0600 */
+	ck_assert_uint_eq(b.st_nlink, 1);
+	data = slurp(&len, "data/%s", "0000000000000000C");
+	ck_assert_uint_eq(len, 8);
+	ck_assert_mem_eq(data, "copied\r\n", 8);
+	free(data);
+	ck_assert_int_eq(count_dir("tmp"), 0);
+}
+END_TEST
+
+/* env/ID whose data already went to failed/ (the order used before). */
+START_TEST(test_lock_finishes_old_move)
+{
+	struct qentry e;
+	struct err err;
+	char id[QID_LEN + 1], from[512], to[512], *data;
+	size_t len;
+
+	/* every recipient done: the move is finished */
+	failed_entry(&e, id, 0);
+	queue_unlock(&e);
+	envelope_free(&e.env);
+	path_of(from, sizeof(from), "data/%s", id);
+	path_of(to, sizeof(to), "failed/%s.data", id);
+	ck_assert_int_eq(rename(from, to), 0);
+	ck_assert_int_eq(queue_lock(&q, id, &e, &err), 0);
+	envelope_free(&e.env);
+	assert_in_failed(id);
+
+	/* a recipient pending: the data is put back, the entry stays */
+	failed_entry(&e, id, 1);
+	queue_unlock(&e);
+	envelope_free(&e.env);
+	path_of(from, sizeof(from), "data/%s", id);
+	path_of(to, sizeof(to), "failed/%s.data", id);
+	ck_assert_int_eq(rename(from, to), 0);
+	ck_assert_int_eq(queue_lock(&q, id, &e, &err), 1);
+	data = slurp(&len, "data/%s", id);
+	ck_assert_uint_eq(len, 18);
+	ck_assert_mem_eq(data, "Subject: x\r\n\r\nhi\r\n", 18);
+	free(data);
+	ck_assert_int_eq(count_dir("corrupt"), 0);
+	queue_unlock(&e);
+	envelope_free(&e.env);
+
+	/* not its data (another size): corrupt, as before */
+	failed_entry(&e, id, 0);
+	queue_unlock(&e);
+	envelope_free(&e.env);
+	path_of(from, sizeof(from), "data/%s", id);
+	ck_assert_int_eq(unlink(from), 0);
+	spew("other", 5, "failed/%s.data", id);
+	ck_assert_int_eq(queue_lock(&q, id, &e, &err), -1);
+	ck_assert_int_eq(err.cls, ERR_DATA);
+	ck_assert_ptr_nonnull(strstr(err.msg, "data file missing"));
+	envelope_free(&e.env);
+	ck_assert(exists("corrupt/%s.env", id));
 }
 END_TEST
 
@@ -1614,6 +2204,7 @@ queue_suite(void)
 	tcase_add_loop_test(tc, test_parse_good, 0, NITEMS(good));
 	tcase_add_loop_test(tc, test_canonical_roundtrip, 0, NITEMS(canonical));
 	tcase_add_test(tc, test_parse_fields);
+	tcase_add_test(tc, test_bounce_key_format);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("commit");
@@ -1635,6 +2226,18 @@ queue_suite(void)
 	tcase_add_test(tc, test_remove);
 	tcase_add_test(tc, test_move_failed);
 	tcase_add_test(tc, test_open_data);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("bounce");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_prepare_commit);
+	tcase_add_test(tc, test_prepare_abort);
+	tcase_add_loop_test(tc, test_bounce_recovered_by_lock, 0, CS_NSTAGES);
+	tcase_add_test(tc, test_cleanup_prepared);
+	tcase_add_test(tc, test_link_or_copy);
+	tcase_add_test(tc, test_move_failed_retried);
+	tcase_add_test(tc, test_move_failed_replaces_stale);
+	tcase_add_test(tc, test_lock_finishes_old_move);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("maintenance");

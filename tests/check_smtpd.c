@@ -694,27 +694,24 @@ END_TEST
 
 /*
  * max_smtp_line from the config: a command of exactly the limit passes,
- * one octet more is answered 500 with the limit, and what was cut off is
- * thrown away, never read as a command.
+ * one octet more is answered 500, and what was cut off is thrown away,
+ * never read as a command.
  */
 static const struct lcase {
 	long max_line;             /* cfg->max_smtp_line; 0: the default */
 	size_t len;                /* the NOOP command, without CRLF */
 	const char *codes;
-	const char *reply;         /* in the replies, or NULL */
+	int refused;               /* answered 500 line too long */
 } lcases[] = {
-	{ 0, SMTPD_LINE_MAX, "220 250 221", NULL },
-	{ 0, SMTPD_LINE_MAX + 1, "220 500 221",
-	  "500 5.5.2 Error: line too long (limit 1024 octets)\r\n" },
-	{ 512, 512, "220 250 221", NULL },
-	{ 512, 513, "220 500 221",
-	  "500 5.5.2 Error: line too long (limit 512 octets)\r\n" },
-	{ 4096, 4096, "220 250 221", NULL },
-	{ 4096, 4097, "220 500 221", "(limit 4096 octets)" },
-	{ 600, 100000, "220 500 221", "(limit 600 octets)" },
-	{ SMTPD_LINE_LIMIT, SMTPD_LINE_LIMIT, "220 250 221", NULL },
-	{ SMTPD_LINE_LIMIT * 2, SMTPD_LINE_LIMIT + 1, "220 500 221",
-	  "(limit 65536 octets)" },
+	{ 0, SMTPD_LINE_MAX, "220 250 221", 0 },
+	{ 0, SMTPD_LINE_MAX + 1, "220 500 221", 1 },
+	{ 512, 512, "220 250 221", 0 },
+	{ 512, 513, "220 500 221", 1 },
+	{ 4096, 4096, "220 250 221", 0 },
+	{ 4096, 4097, "220 500 221", 1 },
+	{ 600, 100000, "220 500 221", 1 },
+	{ SMTPD_LINE_LIMIT, SMTPD_LINE_LIMIT, "220 250 221", 0 },
+	{ SMTPD_LINE_LIMIT * 2, SMTPD_LINE_LIMIT + 1, "220 500 221", 1 },
 };
 
 START_TEST(test_session_max_line)
@@ -738,8 +735,9 @@ START_TEST(test_session_max_line)
 	codes = reply_codes(out);
 	ck_assert_msg(strcmp(codes, t->codes) == 0, "case %d: %s\n%.300s", _i,
 	    codes, out);
-	if (t->reply != NULL)
-		ck_assert_msg(strstr(out, t->reply) != NULL, "case %d: %s", _i, out);
+	if (t->refused)
+		ck_assert_msg(strstr(out, "\r\n500 5.5.2 Error: line too long\r\n")
+		    != NULL, "case %d: %s", _i, out);
 	ck_assert_int_eq(rc, 0);
 	free(codes);
 	free(out);

@@ -120,6 +120,7 @@ class HostileServer:
         self.listener.listen(4)
         self.port = self.listener.getsockname()[1]
         self.threads = []
+        self.stopping = False
         self.accepting = threading.Thread(target=self._accept, daemon=True)
         self.accepting.start()
 
@@ -132,6 +133,9 @@ class HostileServer:
             try:
                 sock, _ = self.listener.accept()
             except OSError:
+                return
+            if self.stopping:
+                sock.close()
                 return
             with self.lock:
                 self.connections += 1
@@ -152,6 +156,15 @@ class HostileServer:
             peer.close()
 
     def stop(self):
+        # Wake the accept thread and wait for it before closing: a thread
+        # still on its way into accept() would otherwise take the next
+        # test's listener, which reuses the descriptor number.
+        self.stopping = True
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.accepting.join(IO_TIMEOUT)
         self.listener.close()
         for t in self.threads:
             t.join(IO_TIMEOUT)
@@ -258,10 +271,12 @@ class HostileTest(SpoolTest):
         run = self.spool.run(["-q", "-v"])
         self.assertSurvived(run)
         self.assertEqual(self.server.errors, [])
-        self.assertGreaterEqual(self.server.connections, 1)
+        self.assertGreaterEqual(self.server.connections, 1, run.stderr)
 
         got = bytes(self.server.received)
         self.assertNotIn(b"AUTH", got.upper(), got[-300:])
+        self.assertNotIn(b"MAIL FROM", got.upper())
+        self.assertNotIn(b"Subject: hostile", got)
         for s in secrets():
             self.assertNotIn(s, got)
         for s in secrets():
@@ -310,7 +325,7 @@ class Hostile(HostileTest):
         def script(peer):
             to_tls(peer)
             endless(peer, b"250-AUTH PLAIN LOGIN and more\r\n")
-        err = self.attack(script, "reply to EHLO (after STARTTLS) has more than 100 lines")
+        self.attack(script, "reply to EHLO (after STARTTLS) has more than 100 lines")
         self.assertEqual(self.server.connections, 1)
 
     def test_endless_greeting_in_plaintext(self):
@@ -476,14 +491,13 @@ class Limits(HostileTest):
         codes, out = self.bs_codes("max_smtp_line = 600\n", b"EHLO client.test",
                                    noop(600), noop(601), b"QUIT")
         self.assertEqual(codes, [b"220", b"250", b"250", b"500", b"221"], out)
-        self.assertIn(b"500 5.5.2 Error: line too long (limit 600 octets)\r\n", out)
+        self.assertIn(b"\r\n500 5.5.2 Error: line too long\r\n", out)
         codes, out = self.bs_codes("max_smtp_line = 4096\n", b"EHLO client.test",
                                    noop(3000), noop(4096), noop(4097), b"QUIT")
         self.assertEqual(codes, [b"220", b"250", b"250", b"250", b"500", b"221"], out)
         codes, out = self.bs_codes("", b"EHLO client.test", noop(1024), noop(1025),
                                    b"QUIT")
         self.assertEqual(codes, [b"220", b"250", b"250", b"500", b"221"], out)
-        self.assertIn(b"(limit 1024 octets)", out)
 
 
 if __name__ == "__main__":

@@ -359,7 +359,6 @@ class CrashTest(unittest.TestCase):
                 % len(pts), "original never delivered, never lost")
         self.assertEqual(problems, [])
 
-    @unittest.expectedFailure
     def test_bounce_killed_at_every_syscall_exactly_once(self):
         """BUG (relayq): a kill between committing the bounce and moving the
         original to failed/ makes the restart bounce it again (two DSNs);
