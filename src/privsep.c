@@ -352,6 +352,7 @@ check_envelope(const struct buf *text, const char *id, struct envelope *env,
 	env->attempts = 0;
 	env->last_attempt = env->next_attempt = 0;
 	env->held = 0;               /* only an operator puts mail on hold */
+	env->bounce[0] = '\0';        /* only a queue run decides a bounce */
 	env->created = time(NULL);
 	return 0;
 }

@@ -360,17 +360,17 @@ class CrashTest(unittest.TestCase):
         self.assertEqual(problems, [])
 
     def test_bounce_killed_at_every_syscall_exactly_once(self):
-        """BUG (relayq): a kill between committing the bounce and moving the
-        original to failed/ makes the restart bounce it again (two DSNs);
-        a kill between queue_move_failed's two renames (data first, then
-        the envelope) leaves env/ID without data/ID, which the next run
-        moves to corrupt/."""
+        """Once had two bugs (fixed): a kill between committing the bounce and
+        moving the original to failed/ made the restart bounce it again, and
+        a kill between queue_move_failed's two renames left env/ID without
+        data/ID. Now the bounce is prepared, decided in the original's
+        envelope (bounce: ID), then committed; the move links the data first."""
         pts, problems, known, dups = self.bounce_sweep()
         twice = [k for k in known if "2 bounces delivered" in k]
         torn = [k for k in known if " without data/" in k]
         outcome("crash", "delivery bounced (5xx): exactly one bounce, nothing in corrupt/",
-                "FAILS (relayq bug): %d kill points give two bounces, %d leaves env/ID "
-                "without data/ID (then moved to corrupt/)" % (len(twice), len(torn)))
+                "%d kill points give two bounces, %d leave env/ID without data/ID"
+                % (len(twice), len(torn)))
         figure("crash-deliver", known_bug_points=len(set(k.split(": ")[1] for k in known)))
         self.assertEqual(problems + known, [], "\n".join(known))
 
