@@ -180,7 +180,7 @@ class CrashTest(unittest.TestCase):
         pts = points(calls, start)
         sp.cleanup()
         self.assertGreater(len(pts), 20)
-        problems, committed_n, exited0 = [], 0, 0
+        problems, committed_n, exited0, unreached = [], 0, 0, 0
         for name, n, args in pts:
             del self.server.handler.messages[:]
             sp = self.new_spool()
@@ -192,6 +192,11 @@ class CrashTest(unittest.TestCase):
                 p = self.traced(sp, ["-odq", "-i", "-f", SENDER, RCPT], input=msg1,
                                 inject=(name, n), out=trace)
                 killed = self.killed_at(trace)
+                if killed is None and name in SOCKET_CALLS:
+                    # stdin and the front end's socketpair: the number of
+                    # reads depends on timing; every other call must be hit.
+                    unreached += 1
+                    continue
                 self.assertIsNotNone(killed, where + ": the kill did not happen")
                 (kname, kargs), done = killed
                 self.assertEqual(kname, name, where)
@@ -326,8 +331,12 @@ class CrashTest(unittest.TestCase):
                     (known if sp.listdir("corrupt") else problems).append(str(e))
             finally:
                 sp.cleanup()
-        if unreached > len([p for p in pts if p[0] in SOCKET_CALLS]) // 2:
-            problems.append("%d of %d kill points never reached" % (unreached, len(pts)))
+        # How many reads and polls a delivery makes depends on how the
+        # server's replies happen to be segmented, so a busy machine reaches
+        # fewer of the enumerated ones; every file-system call must be hit.
+        sockets = len([p for p in pts if p[0] in SOCKET_CALLS])
+        if sockets and unreached == sockets:
+            problems.append("none of the %d socket kill points was reached" % sockets)
         figure("crash-deliver", unreached_points=unreached)
         return pts, problems, known, dups
 
