@@ -227,7 +227,7 @@ parse_target(struct aliases *a, struct alias *al, const char *s, size_t n,
 {
 	struct target t = { .line = line };
 	struct strlist l = { 0 };
-	struct err e;
+	struct err e = { .cls = ERR_OK };
 	char *text, tmp[SHOW_MAX];
 	int kind = special_kind(s, n), rc = 0;
 
