@@ -333,11 +333,26 @@ raw_write(struct conn *c, const void *p, size_t n, struct err *err)
 	return 0;
 }
 
+/*
+ * Ask the kernel to ACK what arrives next at once (it turns this off
+ * again by itself). Otherwise a server whose Nagle holds its reply until
+ * our ACK of the record before it (Postfix after the TLS session ticket)
+ * stalls each session for a delayed-ACK timeout, ~40 ms.
+ */
+static void
+quickack(const struct conn *c)
+{
+	int one = 1;
+
+	(void)setsockopt(c->fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+}
+
 static int
 fill(struct conn *c, struct err *err)
 {
 	ssize_t r;
 
+	quickack(c);
 	c->rpos = c->rlen = 0;
 	if ((r = raw_read(c, c->rbuf, sizeof(c->rbuf), err)) < 0)
 		return err_suffix(err, " reading from ", c);
@@ -450,6 +465,7 @@ conn_starttls(struct conn *c, struct tls_client *tls, const char *host,
 	if (conn_flush(c, err) < 0)
 		return -1;
 	c->rpos = c->rlen = 0;
+	quickack(c);
 	if ((c->tls = tls_connect(tls, c->fd, host, c->timeout, err)) == NULL)
 		return -1;
 	return 0;
