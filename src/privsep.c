@@ -72,11 +72,8 @@ spool_free(struct spool *s)
 static int
 direct_begin(struct spool *s, char id[QID_LEN + 1], int *datafd, struct err *err)
 {
-	/* The queue nearly always exists: check it, and only when that
-	 * fails go the creating way (six mkdirs per submission otherwise). */
 	if (!s->queue_open) {
-		if (queue_open(&s->q, s->dir, 0, NULL) < 0 &&
-		    queue_open(&s->q, s->dir, 1, err) < 0)
+		if (queue_open(&s->q, s->dir, 1, err) < 0)
 			return -1;
 		s->queue_open = 1;
 	}
