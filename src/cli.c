@@ -466,6 +466,7 @@ static const struct tool {
 	{ "--requeue", MODE_REQUEUE, 1, -1, 1, "a queue id or ALL" },
 	{ "--summary", MODE_SUMMARY, 0, 0, 0, "no argument" },
 	{ "--test", MODE_SELFTEST, 0, 1, 0, "at most one address" },
+	{ "--deliver", MODE_DELIVER, 1, -1, 0, "a queue id" },
 };
 
 static const struct tool *

@@ -39,6 +39,9 @@ enum mode {
 	MODE_REQUEUE,         /* --requeue ID... | ALL (from failed/) */
 	MODE_SUMMARY,         /* --summary */
 	MODE_SELFTEST,        /* --test [ADDRESS] */
+	MODE_DELIVER,         /* --deliver ID...: deliver what was just queued
+	                         (how the front end hands -odi and background
+	                         delivery to relayq-deliver) */
 };
 
 enum deliver_opt {

@@ -175,6 +175,13 @@ log_user(const char *fmt, ...)
 		log_error("%s", line);
 }
 
+int
+log_failure(const struct err *err)
+{
+	log_user("%s", err->msg);
+	return err_exit_code(err->cls);
+}
+
 void
 fatal(int code, const char *fmt, ...)
 {

@@ -31,6 +31,8 @@ void log_transcript(const char *dir, const char *line, size_t len);
 
 /* Tell the user (stderr, "progname: msg") and the log. For command errors. */
 void log_user(const char *fmt, ...) PRINTF_LIKE(1, 2);
+/* Tell the user what failed (log_user); returns its sysexits(3) code. */
+int log_failure(const struct err *err);
 
 /* Start-up and environment failures only: report and exit(code). */
 void fatal(int code, const char *fmt, ...) PRINTF_LIKE(2, 3) NORETURN;

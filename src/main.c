@@ -1,8 +1,9 @@
 /*
- * main.c - relayq's entry point: make the process safe, pick the
- * personality by argv[0] (sendmail, mailq, newaliases, runq), parse the
- * command line, read the config and dispatch. The only place where error
- * classes become sysexits(3) codes.
+ * main.c - the entry point of both programs, relayq (the sendmail front
+ * end) and relayq-deliver: make the process safe, pick the personality by
+ * argv[0] (sendmail, mailq, newaliases, runq), parse the command line,
+ * read the config and dispatch. What needs the network goes through
+ * handoff.h: in process in relayq-deliver, by exec in the front end.
  */
 #include "autoconf.h"
 
@@ -20,52 +21,20 @@
 #include <sysexits.h>
 #include <unistd.h>
 
-#include "address.h"
 #include "aliases.h"
 #include "cli.h"
 #include "config.h"
+#include "handoff.h"
 #include "log.h"
 #include "qtool.h"
 #include "privsep.h"
 #include "queue.h"
-#include "relay.h"
-#include "runner.h"
-#include "selftest.h"
-#include "smtp.h"
 #include "smtpd.h"
 #include "submit.h"
-#include "tls.h"
+#include "verify.h"
 
 #define DEFAULT_CONFIG SYSCONFDIR "/relayq.conf"
 #define SAFE_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-static int
-exit_code(enum err_class cls)
-{
-	switch (cls) {
-	case ERR_OK:        return EX_OK;
-	case ERR_TEMP:      return EX_TEMPFAIL;
-	case ERR_PERM:      return EX_UNAVAILABLE;
-	case ERR_PROTO:     return EX_PROTOCOL;
-	case ERR_CONFIG:    return EX_CONFIG;
-	case ERR_INTERNAL:  return EX_SOFTWARE;
-	case ERR_USAGE:     return EX_USAGE;
-	case ERR_DATA:      return EX_DATAERR;
-	case ERR_NOUSER:    return EX_NOUSER;
-	case ERR_CANTCREAT: return EX_CANTCREAT;
-	case ERR_IO:        return EX_IOERR;
-	case ERR_NOPERM:    return EX_NOPERM;
-	case ERR_OS:        return EX_OSERR;
-	}
-	return EX_SOFTWARE;
-}
-
-static int
-fail(const struct err *err)
-{
-	log_user("%s", err->msg);
-	return exit_code(err->cls);
-}
 
 /*
  * A caller who may not read the config must not learn its contents from
@@ -80,7 +49,7 @@ config_failed(const struct err *err)
 	size_t n;
 
 	if (getuid() == 0 || (getegid() == getgid() && geteuid() == getuid()))
-		return fail(err);
+		return log_failure(err);
 	/* "file:line: key: reason" -> "file:line" */
 	p = strchr(err->msg, ':');
 	p = p ? strchr(p + 1, ':') : NULL;
@@ -221,7 +190,8 @@ usage(FILE *out)
 	    "       relayq --release ID...|ALL   deliver held entries again\n"
 	    "       relayq --requeue ID...|ALL   move entries from failed/ back to the queue\n"
 	    "       relayq --summary             one line of queue counts for monitoring\n"
-	    "       relayq --test [address]      check each smarthost: DNS, TLS, AUTH, VRFY\n");
+	    "       relayq --test [address]      check each smarthost: DNS, TLS, AUTH, VRFY\n"
+	    "       relayq --deliver ID...       deliver now, outcome on stderr (as -odi)\n");
 }
 
 static int
@@ -237,13 +207,13 @@ do_list(const struct config *cfg)
 			printf("Mail queue is empty\n");
 			return EX_OK;
 		}
-		return fail(&err);
+		return log_failure(&err);
 	}
 	rc = queue_list(&q, stdout, &err);
 	queue_close(&q);
 	if (fflush(stdout) != 0)
 		return EX_IOERR;
-	return rc < 0 ? fail(&err) : EX_OK;
+	return rc < 0 ? log_failure(&err) : EX_OK;
 }
 
 /* Which delivery the caller asked for: -od* wins over the config. */
@@ -258,6 +228,9 @@ delivery_of(const struct config *cfg, const struct request *req)
 	}
 	return cfg->delivery;
 }
+
+/* How this process was started (for relayq-deliver, see handoff.h). */
+static struct handoff self;
 
 /* What to do with each message the front end queued. */
 struct deliveries {
@@ -276,33 +249,15 @@ queued(const char *qid, void *arg)
 	d->committed++;
 	switch (d->mode) {
 	case DELIVERY_BACKGROUND:
-		runner_background(d->cfg, qid);
+		handoff_background(&self, d->cfg, qid);
 		break;
 	case DELIVERY_FOREGROUND:
 		strlist_add(&d->ids, qid);
 		break;
 	case DELIVERY_QUEUE:
-		runner_poke(d->cfg);
+		queue_poke(d->cfg->queue_dir);
 		break;
 	}
-}
-
-/* -odi: deliver what was queued, reporting on stderr; it stays queued on
- * a temporary failure and the exit status is still 0. */
-static void
-deliver_foreground(struct deliveries *d, int report)
-{
-	for (size_t i = 0; i < d->ids.n; i++) {
-		struct run_opts o = { .force = 1, .only_id = d->ids.v[i],
-		    .report = report };
-		struct run_stats st;
-		struct err err;
-
-		if (runner_run(d->cfg, &o, &st, &err) < 0)
-			log_user("%s: delivery: %s (the message stays queued)",
-			    d->ids.v[i], err.msg);
-	}
-	strlist_free(&d->ids);
 }
 
 struct submit_args {
@@ -319,7 +274,7 @@ submit_child(struct spool *spool, void *arg)
 	struct err err;
 
 	if (submit_message(a->cfg, spool, a->req, STDIN_FILENO, qid, &err) < 0)
-		return fail(&err);
+		return log_failure(&err);
 	if (a->req->verbose)
 		fprintf(stderr, "%s: queued as %s\n", log_progname(), qid);
 	return EX_OK;
@@ -351,32 +306,11 @@ do_submit(const struct config *cfg, const struct request *req)
 	}
 	if (code < 0) {
 		strlist_free(&d.ids);
-		return fail(&err);
+		return log_failure(&err);
 	}
-	deliver_foreground(&d, 1);
+	handoff_foreground(&self, cfg, &d.ids, 1);
+	strlist_free(&d.ids);
 	return code;
-}
-
-static int
-do_queue_run(const struct config *cfg, const struct request *req)
-{
-	struct run_opts o = { .force = req->queue_force || req->queue_id != NULL,
-	    .only_id = req->queue_id, .report = req->verbose > 0 };
-	struct run_stats st;
-	struct err err;
-
-	if (req->queue_interval > 0) {
-		if (runner_daemon(cfg, req->queue_interval, &err) < 0)
-			return fail(&err);
-		return EX_OK;
-	}
-	if (runner_run(cfg, &o, &st, &err) < 0)
-		return fail(&err);
-	if (req->verbose)
-		fprintf(stderr, "%s: queue run: %u delivered, %u deferred, %u bounced, "
-		    "%u skipped, %u errors\n", log_progname(), st.delivered,
-		    st.deferred, st.bounced, st.skipped, st.errors);
-	return st.errors ? EX_TEMPFAIL : EX_OK;
 }
 
 /*
@@ -419,7 +353,7 @@ smtp_child(struct spool *spool, void *arg)
 
 	if (smtpd_session(a->cfg, &o, &nqueued, &err) < 0) {
 		log_warn("-bs session: %s", err.msg);
-		return exit_code(err.cls);
+		return err_exit_code(err.cls);
 	}
 	return EX_OK;
 }
@@ -444,173 +378,50 @@ do_smtp(const struct config *cfg, const struct request *req)
 	if (code < 0) {
 		strlist_free(&d.ids);
 		log_warn("-bs session: %s", err.msg);
-		return exit_code(err.cls);
+		return err_exit_code(err.cls);
 	}
-	deliver_foreground(&d, req->verbose > 0);
+	handoff_foreground(&self, cfg, &d.ids, req->verbose > 0);
+	strlist_free(&d.ids);
 	return code;
 }
 
-/* -bv -v: ask the first smarthost about each address with VRFY. */
-static int
-verify_smarthost(const struct config *cfg, const struct strlist *addrs)
-{
-	const struct smarthost *sh;
-	struct smtp_params p;
-	struct tls_client *tls = NULL;
-	struct smtp_session *s = NULL;
-	struct buf secret;
-	struct err err;
-	int rc = EX_OK;
-
-	if (cfg->nsmarthosts == 0) {
-		log_user("-bv -v: no smarthost configured");
-		return EX_UNAVAILABLE;
-	}
-	sh = &cfg->smarthosts[0];
-	memset(&p, 0, sizeof(p));
-	p.sh = sh;
-	p.helo_name = cfg->hostname;
-	p.max_reply_lines = (int)cfg->max_reply_lines;
-	p.max_reply_line = (int)cfg->max_reply_line;
-	buf_init(&secret, 0);
-	if (sh->tls != TLS_NONE && (tls = tls_client_new(sh, &err)) == NULL)
-		goto failed;
-	p.tls = tls;
-	if (sh->username != NULL && relay_secret(sh, &secret, &err) < 0)
-		goto failed;
-	p.secret = secret.data;
-	if (smtp_open(&p, &s, &err) < 0) {
-		buf_wipe_free(&secret);
-		goto failed;
-	}
-	buf_wipe_free(&secret);
-	for (size_t i = 0; i < addrs->n; i++) {
-		struct smtp_reply r;
-
-		if (smtp_vrfy(s, addrs->v[i], &r, &err) < 0) {
-			smtp_close(s);
-			goto failed;
-		}
-		printf("%s... smarthost %s (%s): %s\n", addrs->v[i], sh->name,
-		    smtp_peer(s), r.text);
-		if (r.code == 550 || r.code == 551 || r.code == 553)
-			rc = EX_NOUSER;
-	}
-	smtp_close(s);
-	tls_client_free(tls);
-	return rc;
-failed:
-	tls_client_free(tls);
-	log_user("smarthost %s (%s): %s", sh->name, sh->host, err.msg);
-	return exit_code(err.cls);
-}
-
-/* One -bv address: its alias expansion and qualified result, or why not. */
-static int
-verify_address(const struct config *cfg, const struct aliases *al,
-    const char *addr, struct strlist *all)
-{
-	struct alias_ctx actx = { cfg->hostname, cfg->domain,
-	    cfg->max_alias_expansions };
-	struct strlist exp = { 0 }, warn = { 0 };
-	struct err err;
-	int aliased = 0, rc;
-
-	rc = addr_validate(addr, &err);
-	if (rc == 0)
-		rc = aliases_expand(al, addr, &actx, &exp, &aliased, &warn, &err);
-	for (size_t i = 0; rc == 0 && i < exp.n; i++)
-		rc = addr_validate(exp.v[i], &err);
-	for (size_t i = 0; i < warn.n; i++)
-		fprintf(stderr, "%s: %s\n", log_progname(), warn.v[i]);
-	if (rc < 0) {
-		printf("%s... undeliverable: %s\n", addr, err.msg);
-	} else {
-		printf("%s... deliverable: %s", addr, aliased ? "expands to " : "");
-		for (size_t i = 0; i < exp.n; i++) {
-			printf("%s<%s>", i > 0 ? ", " : "", exp.v[i]);
-			if (!strlist_has_ci(all, exp.v[i]))
-				strlist_add(all, exp.v[i]);
-		}
-		printf("\n");
-	}
-	strlist_free(&exp);
-	strlist_free(&warn);
-	return rc;
-}
-
-/*
- * -bv: for each address, the alias expansion and the qualified result
- * (EX_NOUSER when any is invalid); with -v the first smarthost is asked
- * with VRFY too, as Python's smtplib verify() does.
- */
-static int
-do_verify(const struct config *cfg, const struct request *req)
-{
-	struct aliases *al = NULL;
-	struct strlist all = { 0 };
-	struct err err;
-	int rc = EX_OK;
-
-	if (aliases_load(cfg->aliases, &al, &err) < 0)
-		return fail(&err);
-	for (int i = 0; i < req->nrcpts; i++) {
-		struct strlist list = { 0 };
-		char shown[256];
-
-		str_escape(req->rcpts[i], strlen(req->rcpts[i]), shown, sizeof(shown));
-		if (addr_parse_list(req->rcpts[i], &list, &err) < 0 || list.n == 0) {
-			printf("%s... undeliverable: %s\n", shown,
-			    list.n == 0 && err.cls == ERR_OK ? "no address" : err.msg);
-			rc = EX_NOUSER;
-		}
-		for (size_t j = 0; j < list.n; j++)
-			if (verify_address(cfg, al, list.v[j], &all) < 0)
-				rc = EX_NOUSER;
-		strlist_free(&list);
-		err.cls = ERR_OK;
-	}
-	aliases_free(al);
-	if (fflush(stdout) != 0)
-		rc = EX_IOERR;
-	if (req->verbose > 0 && all.n > 0) {
-		int vrc = verify_smarthost(cfg, &all);
-
-		if (rc == EX_OK)
-			rc = vrc;
-		if (fflush(stdout) != 0)
-			rc = EX_IOERR;
-	}
-	strlist_free(&all);
-	return rc;
-}
-
-/* --show, --delete, --retry, --hold, --release, --requeue, --summary. */
+/* --show, --delete, --hold, --release, --requeue, --summary. */
 static int
 do_queue_tool(const struct config *cfg, const struct request *req)
 {
 	struct err err;
 
-	if (qtool_run(cfg, req, &err) < 0)
-		return fail(&err);
+	if (qtool_run(cfg, req, NULL, &err) < 0)
+		return log_failure(&err);
 	return EX_OK;
 }
 
-/* --test [address]: the connectivity self-test, for operators only. */
+/* Does the request need the network, and so relayq-deliver (handoff.h)? */
 static int
-do_selftest(const struct config *cfg, const struct request *req)
+needs_network(const struct request *req)
 {
-	struct err err;
-
-	if (!qtool_caller_ok()) {
-		log_user("--test: only root and members of the %s group may use it",
-		    RELAYQ_GROUP);
-		return EX_NOPERM;
+	switch (req->mode) {
+	case MODE_QUEUE_RUN:
+	case MODE_RETRY:
+	case MODE_SELFTEST:
+	case MODE_DELIVER:
+		return 1;
+	case MODE_VERIFY:
+		return req->verbose > 0;    /* -bv -v asks the smarthost */
+	default:
+		return 0;
 	}
-	if (selftest_run(cfg, req->nrcpts > 0 ? req->rcpts[0] : NULL, stdout,
-	    &err) < 0)
-		return fail(&err);
-	return EX_OK;
+}
+
+/* -bv without -v: the addresses alone. */
+static int
+do_verify(const struct config *cfg, const struct request *req)
+{
+	struct strlist all = { 0 };
+	int rc = verify_addresses(cfg, req, &all);
+
+	strlist_free(&all);
+	return rc;
 }
 
 /*
@@ -654,7 +465,7 @@ main(int argc, char **argv)
 	log_init(argc > 0 ? argv[0] : "sendmail");
 	if (cli_parse(argc, argv, cli_personality(argc > 0 ? argv[0] : "sendmail"),
 	    &req, &err) < 0) {
-		return fail(&err);
+		return log_failure(&err);
 	}
 	switch (req.mode) {
 	case MODE_HELP:
@@ -678,17 +489,28 @@ main(int argc, char **argv)
 	} else if (override != NULL) {
 		config_path = override;
 	}
+	self.argv = argv;
+	self.config_path = req.config_path;
+	self.config_override = req.config_path == NULL ? override : NULL;
+	self.privileged = privileged();
+	self.verbose = req.verbose;
 	/* -X (sendmail's traffic log) is accepted and ignored, as Postfix
 	 * does: no file is opened, so no privilege needs to go. */
 	log_set_verbose(req.verbose);
 	if (config_load(config_path, &cfg, &err) < 0)
 		return config_failed(&err);
 	if (log_open(cfg->log, &err) < 0) {
-		rc = fail(&err);
+		rc = log_failure(&err);
 		config_free(cfg);
 		return rc;
 	}
 
+	if (needs_network(&req)) {
+		rc = handoff_mode(&self, cfg, &req);
+		config_free(cfg);
+		log_close();
+		return rc;
+	}
 	switch (req.mode) {
 	case MODE_SUBMIT:
 		rc = do_submit(cfg, &req);
@@ -709,20 +531,13 @@ main(int argc, char **argv)
 	case MODE_VERIFY:
 		rc = do_verify(cfg, &req);
 		break;
-	case MODE_QUEUE_RUN:
-		rc = do_queue_run(cfg, &req);
-		break;
 	case MODE_SHOW:
 	case MODE_DELETE:
-	case MODE_RETRY:
 	case MODE_HOLD:
 	case MODE_RELEASE:
 	case MODE_REQUEUE:
 	case MODE_SUMMARY:
 		rc = do_queue_tool(cfg, &req);
-		break;
-	case MODE_SELFTEST:
-		rc = do_selftest(cfg, &req);
 		break;
 	default:
 		log_user("this mode is not available yet in relayq %s", PACKAGE_VERSION);

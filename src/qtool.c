@@ -40,6 +40,7 @@ tool_name(enum mode m)
 	case MODE_REQUEUE:  return "--requeue";
 	case MODE_SUMMARY:  return "--summary";
 	case MODE_SELFTEST: return "--test";
+	case MODE_DELIVER:  return "--deliver";
 	default:            return "this tool";
 	}
 }
@@ -225,8 +226,8 @@ do_requeue(struct queue *q, const char *id, int all, struct tally *t)
 
 /* Deliver now, as -qI does; the runner reports each recipient on stderr. */
 static void
-do_retry(const struct config *cfg, struct queue *q, const char *id,
-    struct tally *t)
+do_retry(const struct config *cfg, qtool_deliver_fn deliver,
+    struct queue *q, const char *id, struct tally *t)
 {
 	struct run_opts o = { .force = 1, .only_id = id, .report = 1 };
 	struct envelope env;
@@ -250,7 +251,9 @@ do_retry(const struct config *cfg, struct queue *q, const char *id,
 		    id, id);
 		return;
 	}
-	if (runner_run(cfg, &o, &st, &e) < 0)
+	if (deliver == NULL)
+		failure(t, ERR_INTERNAL, "%s: no delivery in this program", id);
+	else if (deliver(cfg, &o, &st, &e) < 0)
 		failed_err(t, id, &e);
 	else if (st.skipped > 0)
 		busy(t, id);
@@ -304,8 +307,8 @@ target_ids(struct queue *q, const struct request *req, struct strlist *ids,
 }
 
 static void
-run_one(const struct config *cfg, struct queue *q, enum mode m,
-    const char *id, size_t i, int all, struct tally *t)
+run_one(const struct config *cfg, qtool_deliver_fn deliver, struct queue *q,
+    enum mode m, const char *id, size_t i, int all, struct tally *t)
 {
 	switch (m) {
 	case MODE_SHOW:    do_show(q, id, i == 0, t); break;
@@ -313,7 +316,7 @@ run_one(const struct config *cfg, struct queue *q, enum mode m,
 	case MODE_HOLD:    do_hold(q, id, 1, all, t); break;
 	case MODE_RELEASE: do_hold(q, id, 0, all, t); break;
 	case MODE_REQUEUE: do_requeue(q, id, all, t); break;
-	case MODE_RETRY:   do_retry(cfg, q, id, t); break;
+	case MODE_RETRY:   do_retry(cfg, deliver, q, id, t); break;
 	default:
 		failure(t, ERR_INTERNAL, "%s is not a queue tool",
 		    tool_name(m));
@@ -323,7 +326,7 @@ run_one(const struct config *cfg, struct queue *q, enum mode m,
 
 int
 qtool_run(const struct config *cfg, const struct request *req,
-    struct err *err)
+    qtool_deliver_fn deliver, struct err *err)
 {
 	struct strlist ids = { 0 };
 	struct tally t;
@@ -356,7 +359,7 @@ qtool_run(const struct config *cfg, const struct request *req,
 	memset(&t, 0, sizeof(t));
 	t.several = all || ids.n > 1;
 	for (size_t i = 0; i < ids.n; i++)
-		run_one(cfg, &q, req->mode, ids.v[i], i, all, &t);
+		run_one(cfg, deliver, &q, req->mode, ids.v[i], i, all, &t);
 	if (all && ids.n == 0)
 		printf("%s\n", req->mode == MODE_REQUEUE ?
 		    "nothing in failed/" : "Mail queue is empty");
@@ -365,7 +368,7 @@ qtool_run(const struct config *cfg, const struct request *req,
 	queue_close(&q);
 	/* Released or requeued entries are due now: wake the daemon. */
 	if (t.changed)
-		runner_poke(cfg);
+		queue_poke(cfg->queue_dir);
 	if (fflush(stdout) == EOF || ferror(stdout))
 		return err_sys(err, ERR_IO, "write");
 	if (t.failed == 0)

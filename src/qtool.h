@@ -7,6 +7,7 @@
 
 #include "cli.h"
 #include "config.h"
+#include "runner.h"
 #include "util.h"
 
 /*
@@ -18,8 +19,14 @@
  * failed/), ERR_TEMP (busy: locked by a delivery or another tool),
  * ERR_NOPERM (the caller may not use the tools), or the spool's error.
  */
+/*
+ * --retry delivers with `deliver` (runner_run, in relayq-deliver); the other
+ * tools need none (NULL), and --retry without one is an internal error.
+ */
+typedef int (*qtool_deliver_fn)(const struct config *cfg,
+    const struct run_opts *o, struct run_stats *st, struct err *err);
 int qtool_run(const struct config *cfg, const struct request *req,
-              struct err *err);
+              qtool_deliver_fn deliver, struct err *err);
 
 /*
  * May the caller use the operator tools? Root, a member of the queue's

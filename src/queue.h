@@ -33,6 +33,11 @@ int qid_valid(const char *id);
 int queue_open(struct queue *q, const char *dir, int create, struct err *err);
 void queue_close(struct queue *q);
 
+/* The queue daemon's wake-up FIFO, DIR/trigger (malloc'd). */
+char *queue_trigger_path(const char *dir);
+/* Wake a running queue daemon (best effort: no daemon, nothing done). */
+void queue_poke(const char *dir);
+
 /* One submission being written. */
 struct queue_tx {
 	struct queue *q;

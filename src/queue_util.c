@@ -3,7 +3,7 @@
  * paths under the queue directory, the crash-safe file primitives
  * (no-replace rename, locked exclusive create, durable write, directory
  * fsync, link-or-copy), how a failed creation is classed, and two string
- * helpers.
+ * helpers; and the daemon's wake-up FIFO.
  */
 #include "autoconf.h"
 
@@ -207,4 +207,23 @@ out:
 		close(fd);
 	close(in);
 	return rc;
+}
+
+char *
+queue_trigger_path(const char *dir)
+{
+	return xasprintf("%s/trigger", dir);
+}
+
+void
+queue_poke(const char *dir)
+{
+	char *path = queue_trigger_path(dir);
+	int fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+
+	free(path);
+	if (fd >= 0) {
+		(void)!write(fd, "!", 1);
+		close(fd);
+	}
 }

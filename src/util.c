@@ -94,6 +94,27 @@ err_class_name(enum err_class cls)
 	return "unknown";
 }
 
+int
+err_exit_code(enum err_class cls)
+{
+	switch (cls) {
+	case ERR_OK:        return EX_OK;
+	case ERR_TEMP:      return EX_TEMPFAIL;
+	case ERR_PERM:      return EX_UNAVAILABLE;
+	case ERR_PROTO:     return EX_PROTOCOL;
+	case ERR_CONFIG:    return EX_CONFIG;
+	case ERR_INTERNAL:  return EX_SOFTWARE;
+	case ERR_USAGE:     return EX_USAGE;
+	case ERR_DATA:      return EX_DATAERR;
+	case ERR_NOUSER:    return EX_NOUSER;
+	case ERR_CANTCREAT: return EX_CANTCREAT;
+	case ERR_IO:        return EX_IOERR;
+	case ERR_NOPERM:    return EX_NOPERM;
+	case ERR_OS:        return EX_OSERR;
+	}
+	return EX_SOFTWARE;
+}
+
 static void NORETURN
 out_of_memory(size_t n)
 {

@@ -14,7 +14,8 @@
 
 /*
  * Error classes. Functions that touch the outside return 0 or -1 and fill a
- * struct err; only main.c turns a class into a sysexits(3) code.
+ * struct err; only the programs' top level (main.c, handoff_*.c) turns a
+ * class into a sysexits(3) code, with err_exit_code().
  */
 enum err_class {
 	ERR_OK = 0,
@@ -44,6 +45,8 @@ int err_sys(struct err *e, enum err_class cls, const char *fmt, ...) PRINTF_LIKE
 /* Prefix an existing message: "prefix: old message". */
 int err_prefix(struct err *e, const char *fmt, ...) PRINTF_LIKE(2, 3);
 const char *err_class_name(enum err_class cls);
+/* The sysexits(3) code of a class (EX_OK for ERR_OK). */
+int err_exit_code(enum err_class cls);
 
 /* Allocation: out of memory is fatal (there is nothing sane to do). */
 void *xmalloc(size_t n);

@@ -22,11 +22,14 @@ VALGRIND = os.environ.get("RELAYQ_VALGRIND")
 
 
 def wrapper():
-    """valgrind memcheck, one log per process (children of fork included),
+    """valgrind memcheck, one log per process (children of fork and exec included),
     scanned by tests/valgrind-check after the run."""
     if not VALGRIND:
         return []
-    return ["valgrind", "-q", "--leak-check=full",
+    # relayq hands network work to relayq-deliver by exec: follow it, but
+    # not into system programs or a test's password_command script.
+    return ["valgrind", "-q", "--leak-check=full", "--trace-children=yes",
+            "--trace-children-skip=/bin/*,/usr/*,/sbin/*,*/token",
             "--show-leak-kinds=definite,indirect",
             "--errors-for-leak-kinds=definite,indirect",
             "--log-file=%s/vg.%%p.log" % VALGRIND]

@@ -325,8 +325,11 @@ class MakeInstall(unittest.TestCase):
         self.assertTrue(stat.S_ISREG(os.lstat(os.path.join(sbin, "relayq")).st_mode))
         for link in ("sendmail", "mailq", "newaliases", "runq"):
             self.assertEqual(os.readlink(os.path.join(sbin, link)), "relayq")
+        deliver = os.path.join(r, "usr/libexec/relayq/relayq-deliver")
+        self.assertTrue(stat.S_ISREG(os.lstat(deliver).st_mode))
         # Staged (DESTDIR): no special bits, and the install says so.
         self.assertEqual(os.stat(os.path.join(sbin, "relayq")).st_mode & 0o7000, 0)
+        self.assertEqual(os.stat(deliver).st_mode & 0o7000, 0)
         self.assertIn("without setgid", out)
         conf = os.path.join(r, "etc/relayq.conf")
         self.assertEqual(stat.S_IMODE(os.stat(conf).st_mode), 0o640)
@@ -339,6 +342,7 @@ class MakeInstall(unittest.TestCase):
         self.assertEqual(self.files(), [])
         self.assertFalse(os.path.exists(os.path.join(r, "var/spool/relayq")))
         self.assertEqual([n for n in os.listdir(sbin)], [])
+        self.assertFalse(os.path.exists(os.path.dirname(deliver)))
 
     def test_existing_config_is_kept(self):
         args = ["DESTDIR=" + self.root] + self.layout()
@@ -378,8 +382,9 @@ class MakeInstall(unittest.TestCase):
                 "spooldir=%s/var/spool/relayq" % p, "RELAYQ_GROUP=" + group,
                 "RELAYQ_PRIVILEGED=auto"]
         self.make("install", *args)
-        st = os.stat(os.path.join(p, "sbin/relayq"))
-        self.assertEqual((st.st_gid, stat.S_IMODE(st.st_mode)), (gid, 0o2755))
+        for prog in ("sbin/relayq", "libexec/relayq/relayq-deliver"):
+            st = os.stat(os.path.join(p, prog))
+            self.assertEqual((st.st_gid, stat.S_IMODE(st.st_mode)), (gid, 0o2755), prog)
         st = os.stat(os.path.join(p, "etc/relayq.conf"))
         self.assertEqual((st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)), (0, gid, 0o640))
         for d in ("", "tmp", "data", "env", "failed", "corrupt"):

@@ -189,6 +189,20 @@ def compiled_sysconfdir():
     return m.group(1) if m else None
 
 
+def compiled_deliver_path():
+    """RELAYQ_DELIVER_PATH as built in: the only relayq-deliver a setgid
+    relayq runs."""
+    with open(RELAYQ, "rb") as f:
+        m = re.search(rb"\0(/[\x21-\x7e]*/relayq-deliver)\0", f.read())
+    return m.group(1).decode() if m else None
+
+
+def existing_ancestor(path):
+    while not os.path.isdir(path):
+        path = os.path.dirname(path)
+    return path
+
+
 class Security(unittest.TestCase):
 
     @classmethod
@@ -213,6 +227,15 @@ class Security(unittest.TestCase):
         if cls.sysconfdir is None or not os.path.isdir(cls.sysconfdir):
             raise unittest.SkipTest("compiled-in SYSCONFDIR %r is not a "
                                     "directory here" % cls.sysconfdir)
+        cls.deliver_path = compiled_deliver_path()
+        if cls.deliver_path is None:
+            raise unittest.SkipTest("no relayq-deliver path in %s" % RELAYQ)
+        # Overlaid like the config; never "/" and never above SYSCONFDIR's
+        # own overlay, which is mounted on top of it.
+        cls.deliver_anchor = existing_ancestor(os.path.dirname(cls.deliver_path))
+        if cls.deliver_anchor == "/":
+            raise unittest.SkipTest("no directory to overlay for %s"
+                                    % cls.deliver_path)
         cls.base = suid_capable_dir()
         if cls.base is None:
             raise unittest.SkipTest("no scratch filesystem without nosuid")
@@ -266,6 +289,21 @@ class Security(unittest.TestCase):
         cls.binary = cls.path("bin", "relayq")
         shutil.copyfile(RELAYQ, cls.binary)
         cls.own(cls.binary, 0o2755)
+        # relayq-deliver, setgid too, at its compiled-in path (an overlay
+        # layer: the host is never modified).
+        cls.deliver_layer = cls.path("deliver-layer")
+        rel = os.path.relpath(cls.deliver_path, cls.deliver_anchor)
+        d = cls.deliver_layer
+        os.mkdir(d)
+        os.chmod(d, os.stat(cls.deliver_anchor).st_mode & 0o7777)
+        for part in os.path.dirname(rel).split(os.sep):
+            d = os.path.join(d, part)
+            os.mkdir(d)
+            os.chmod(d, 0o755)
+        deliver = os.path.join(cls.deliver_layer, rel)
+        shutil.copyfile(os.path.join(os.path.dirname(RELAYQ), "relayq-deliver"),
+                        deliver)
+        cls.own(deliver, 0o2755)
         for name in ("sendmail", "mailq"):
             os.symlink("relayq", cls.path("bin", name))
         cls.spool = cls.path("spool")
@@ -383,11 +421,13 @@ class Security(unittest.TestCase):
     @classmethod
     def wrap(cls, conf, argv):
         """argv in a mount namespace where SYSCONFDIR/relayq.conf is the
-        test's config NAME (a read-only overlay: nothing else changes)."""
+        test's config NAME and relayq-deliver is at its compiled-in path
+        (read-only overlays: nothing else changes)."""
         return ["unshare", "--mount", "--propagation", "private", "--",
-                "sh", "-c", 'mount -t overlay relayq-test -o "lowerdir=$1:$2" "$2" '
-                '&& shift 2 && exec "$@"', "sh", cls.path("confs", conf),
-                cls.sysconfdir] + list(argv)
+                "sh", "-c", 'mount -t overlay relayq-test -o "lowerdir=$3:$4" "$4" '
+                '&& mount -t overlay relayq-test -o "lowerdir=$1:$2" "$2" '
+                '&& shift 4 && exec "$@"', "sh", cls.path("confs", conf),
+                cls.sysconfdir, cls.deliver_layer, cls.deliver_anchor] + list(argv)
 
     def environ(self, extra=None):
         env = {"PATH": SAFE_PATH, "CANARY": CANARY, "HOME": "/nonexistent-home",
@@ -627,6 +667,23 @@ class Security(unittest.TestCase):
                          [SECRETS["password_command"][0]])
         self.assertCommandRecord(self.recorded(), self.alice)
         self.assertDenied(self.alice, os.path.join(self.out, "pwcmd.json"))
+
+    def test_setgid_front_end_runs_only_the_installed_deliver(self):
+        """A relayq-deliver next to the setgid front end (where an
+        unprivileged build tree keeps it) is never run: only the compiled-in
+        path, which users cannot write."""
+        planted = self.path("bin", "relayq-deliver")
+        marker = self.path("out", "planted-ran")
+        with open(planted, "w") as f:
+            f.write("#!/bin/sh\ntouch %s\n" % marker)
+        os.chmod(planted, 0o755)
+        self.addCleanup(os.unlink, planted)
+        p = self.relayq(self.alice, ["-odi", "-i", "rcpt@example.org"], input=MSG)
+        self.assertExit(p, 0)
+        self.wait_arrival()
+        self.assertEqual(len(self.server.messages), 1)
+        self.assertFalse(os.path.exists(marker), "the planted program ran")
+        self.assertEqual(self.ids(), set())
 
     def test_background_delivery_credentials(self):
         p = subprocess.Popen(self.command(self.alice, ["-odb", "-i", "rcpt@example.org"],
