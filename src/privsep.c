@@ -363,24 +363,32 @@ serve(const struct config *cfg, int sock, privsep_commit_fn committed, void *car
 	struct spool *s = spool_direct(cfg->queue_dir);
 	struct buf body;
 	uint32_t type;
+	char id[QID_LEN + 1];
+	int fd, ready;
 
+	/*
+	 * Create the first queue file while the child starts up (it looks up
+	 * the caller, reads stdin): its request is then answered at once. One
+	 * never asked for is removed at the end, as any uncommitted file.
+	 */
+	ready = spool_begin(s, id, &fd, NULL) == 0;
 	buf_init(&body, FRAME_MAX);
 	while (recv_frame(sock, &type, &body, NULL) > 0) {
 		struct envelope env;
 		struct err err;
-		char id[QID_LEN + 1], size[32];
-		int fd;
+		char size[32];
 
 		switch (type) {
 		case FR_BEGIN:
-			if (spool_begin(s, id, &fd, &err) < 0)
+			if (!ready && spool_begin(s, id, &fd, &err) < 0)
 				send_err(sock, &err);
 			else
 				send_frame(sock, FR_OK, id, strlen(id), fd);
+			ready = 0;
 			break;
 		case FR_COMMIT:
 			envelope_init(&env);
-			if (!s->tx_open) {
+			if (!s->tx_open || ready) {   /* never handed out */
 				err_set(&err, ERR_INTERNAL, "commit without a queue file");
 				send_err(sock, &err);
 			} else if (check_envelope(&body, s->tx.id, &env, &err) < 0 ||
@@ -397,6 +405,7 @@ serve(const struct config *cfg, int sock, privsep_commit_fn committed, void *car
 			break;
 		case FR_ABORT:
 			spool_abort(s);
+			ready = 0;
 			break;
 		default:
 			log_error("front end: unknown request %u", type);

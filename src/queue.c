@@ -608,10 +608,12 @@ queue_remove(struct queue *q, struct qentry *e, struct err *err)
 	if (fsync_subdir(q, "env") < 0)
 		rc = err_sys(err, ERR_TEMP, "fsync %s/env", q->dir);
 	qpath(q, path, sizeof(path), "data/%s", e->id);
-	/* The entry is gone; a leftover data file is cleanup's garbage. */
+	/*
+	 * The entry is gone; a leftover data file is cleanup's garbage, so
+	 * its removal needs no fsync of data/ (one fsync less per message).
+	 */
 	if (unlink(path) < 0 && errno != ENOENT)
 		log_warn("%s: remove %s: %s", e->id, path, strerror(errno));
-	fsync_subdir(q, "data");
 	queue_unlock(e);
 	return rc;
 }
