@@ -401,6 +401,13 @@ check_reply_lines(struct check *c)
 	return check_range(c, CONFIG_LINES_MIN, CONFIG_LINES_MAX, "");
 }
 
+/* Parallel sessions of a queue run; providers limit concurrent logins. */
+static int
+check_sessions(struct check *c)
+{
+	return check_range(c, 1, SESSIONS_MAX, "");
+}
+
 static int
 check_port(struct check *c)
 {
@@ -553,6 +560,7 @@ static const struct keydef {
 	{ "auth", check_auth },
 	{ "timeout", check_duration },
 	{ "connect_timeout", check_duration },
+	{ "sessions", check_sessions },
 };
 
 static const struct keydef *
@@ -941,6 +949,7 @@ build_smarthost(cfg_t *sec, struct smarthost *sh)
 	if (port != NULL && parse_long(port, 1, 65535, &n) == 0)
 		sh->port = (int)n;
 	sh->tls_verify = cfg_getbool(sec, "tls_verify") ? 1 : 0;
+	sh->tls_session_cache = cfg_getbool(sec, "tls_session_cache") ? 1 : 0;
 	sh->tls_ca_file = dup_or_null(cfg_getstr(sec, "tls_ca_file"));
 	sh->tls_ca_path = dup_or_null(cfg_getstr(sec, "tls_ca_path"));
 	sh->tls_fingerprint = dup_or_null(cfg_getstr(sec, "tls_fingerprint"));
@@ -959,6 +968,7 @@ build_smarthost(cfg_t *sec, struct smarthost *sh)
 	}
 	sh->timeout = get_duration(sec, "timeout", 0);
 	sh->connect_timeout = get_duration(sec, "connect_timeout", 0);
+	sh->sessions = (int)get_long(sec, "sessions");
 }
 
 static int
@@ -1033,6 +1043,7 @@ config_load(const char *path, struct config **out, struct err *err)
 		CFG_STR_CB("port", NULL, CFGF_NONE, on_value),
 		CFG_STR_CB("tls", "starttls", CFGF_NONE, on_value),
 		CFG_BOOL_CB("tls_verify", cfg_true, CFGF_NONE, on_bool),
+		CFG_BOOL_CB("tls_session_cache", cfg_true, CFGF_NONE, on_bool),
 		CFG_STR_CB("tls_ca_file", NULL, CFGF_NONE, on_value),
 		CFG_STR_CB("tls_ca_path", NULL, CFGF_NONE, on_value),
 		CFG_STR_CB("tls_fingerprint", NULL, CFGF_NONE, on_value),
@@ -1046,6 +1057,7 @@ config_load(const char *path, struct config **out, struct err *err)
 		CFG_STR_LIST_CB("auth", NULL, CFGF_NONE, on_value),
 		CFG_STR_CB("timeout", "5m", CFGF_NONE, on_value),
 		CFG_STR_CB("connect_timeout", "30s", CFGF_NONE, on_value),
+		CFG_STR_CB("sessions", "1", CFGF_NONE, on_value),
 		CFG_END()
 	};
 	cfg_opt_t opts[] = {
@@ -1238,6 +1250,8 @@ print_smarthost(FILE *out, const struct smarthost *sh)
 	print_str(out, ind, "tls_min_version", sh->tls_min_version);
 	print_str(out, ind, "tls_cert_file", sh->tls_cert_file);
 	print_str(out, ind, "tls_key_file", sh->tls_key_file);
+	fprintf(out, "%stls_session_cache = %s\n", ind,
+	    sh->tls_session_cache ? "true" : "false");
 	print_str(out, ind, "username", sh->username);
 	print_str(out, ind, "password", sh->password ? "********" : NULL);
 	print_str(out, ind, "password_file", sh->password_file);
@@ -1252,6 +1266,7 @@ print_smarthost(FILE *out, const struct smarthost *sh)
 	}
 	print_duration(out, ind, "timeout", sh->timeout);
 	print_duration(out, ind, "connect_timeout", sh->connect_timeout);
+	fprintf(out, "%ssessions = %d\n", ind, sh->sessions);
 	fprintf(out, "}\n");
 }
 

@@ -11,6 +11,8 @@
 enum tls_mode { TLS_STARTTLS, TLS_SMTPS, TLS_NONE };
 enum delivery_mode { DELIVERY_BACKGROUND, DELIVERY_FOREGROUND, DELIVERY_QUEUE };
 
+#define SESSIONS_MAX 32          /* the most parallel sessions to a smarthost */
+
 struct smarthost {
 	char *name;              /* section title */
 	char *host;              /* name or address; [] around IPv6 removed */
@@ -21,11 +23,13 @@ struct smarthost {
 	char *tls_fingerprint;   /* "sha256:" + 64 lower-case hex, no colons */
 	char *tls_min_version;   /* "1.2" (default) or "1.3" */
 	char *tls_cert_file, *tls_key_file;
+	int tls_session_cache;   /* resume sessions kept in the spool; default 1 */
 	char *username;
 	char *password, *password_file, *password_command; /* at most one set */
 	struct strlist auth;     /* allowed mechanisms, upper case; empty = default */
 	long timeout;            /* seconds, default 300 */
 	long connect_timeout;    /* seconds, default 30 */
+	int sessions;            /* parallel sessions for a backlog, 1..32; 1 */
 };
 
 struct config {

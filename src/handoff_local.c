@@ -35,6 +35,9 @@ do_queue_run(const struct config *cfg, const struct request *req)
 	struct err err;
 
 	if (req->queue_interval > 0) {
+		/* The daemon's user may make the key that seals cached TLS
+		 * sessions; deliveries by other users can then use it too. */
+		tls_cache_prepare(cfg->queue_dir);
 		if (runner_daemon(cfg, req->queue_interval, &err) < 0)
 			return log_failure(&err);
 		return EX_OK;

@@ -30,6 +30,8 @@ struct relay {
 	const struct config *cfg;
 	struct tls_client **tls;        /* per smarthost, made on first use */
 	struct smtp_session *session;   /* open session, or NULL */
+	const struct smarthost *used;   /* the smarthost of that session */
+	int nth;                        /* session nth (0: first) of its run */
 	int all_down;                   /* every smarthost failed in this run */
 	char down_reason[1024];
 };
@@ -197,18 +199,32 @@ relay_open(struct relay *r)
 		struct buf secret;
 		int rc;
 
-		if (sh->tls != TLS_NONE && r->tls[i] == NULL &&
-		    (r->tls[i] = tls_client_new(sh, &err)) == NULL)
-			goto failed;
+		if (r->nth > 0 && r->nth >= sh->sessions)
+			continue;       /* the run has all the sessions it allows */
+		if (sh->tls != TLS_NONE && r->tls[i] == NULL) {
+			if ((r->tls[i] = tls_client_new(sh, &err)) == NULL)
+				goto failed;
+			if (sh->tls_session_cache)
+				tls_client_cache(r->tls[i], r->cfg->queue_dir,
+				    sh->name);
+		}
 		p.tls = r->tls[i];
 		buf_init(&secret, SECRET_MAX);
 		if (sh->username != NULL && relay_secret(sh, &secret, &err) < 0)
 			goto failed;
 		p.secret = secret.data;
 		rc = smtp_open(&p, &r->session, &err);
+		if (rc < 0 && p.tls != NULL && tls_client_retry(p.tls)) {
+			/* The cached TLS session is forgotten: a full handshake. */
+			log_info("smarthost %s (%s): %s; trying again without "
+			    "the cached TLS session", sh->name, sh->host, err.msg);
+			rc = smtp_open(&p, &r->session, &err);
+		}
 		buf_wipe_free(&secret);
-		if (rc == 0)
+		if (rc == 0) {
+			r->used = sh;
 			return 0;
+		}
 failed:
 		r->session = NULL;
 		log_warn("smarthost %s (%s): %s", sh->name, sh->host, err.msg);
@@ -216,8 +232,39 @@ failed:
 	}
 	if (r->cfg->nsmarthosts == 0)
 		str_copy(r->down_reason, "no smarthost configured", sizeof(r->down_reason));
+	else if (r->down_reason[0] == '\0')
+		str_copy(r->down_reason, "no smarthost allows another session",
+		    sizeof(r->down_reason));
 	r->all_down = 1;
 	return -1;
+}
+
+void
+relay_set_nth(struct relay *r, int nth)
+{
+	r->nth = nth;
+}
+
+int
+relay_connect(struct relay *r)
+{
+	if (r->session != NULL)
+		return 0;
+	if (r->all_down)
+		return -1;
+	return relay_open(r);
+}
+
+const struct smarthost *
+relay_smarthost(const struct relay *r)
+{
+	return r->session != NULL ? r->used : NULL;
+}
+
+int
+relay_down(const struct relay *r)
+{
+	return r->all_down;
 }
 
 static void

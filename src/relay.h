@@ -1,6 +1,7 @@
 /*
  * relay.h - delivery policy: which smarthost, failover in config order, one
- * SMTP session reused for every message of a run, and the translation of
+ * SMTP session reused for every message of a run (each process of a run
+ * with parallel sessions has a relay of its own), and the translation of
  * each recipient's SMTP result into queue state (sent / failed / pending
  * with the reason).
  */
@@ -16,6 +17,24 @@ struct relay;
 struct relay *relay_new(const struct config *cfg);
 /* QUIT the open session, if any, and free. */
 void relay_free(struct relay *r);
+
+/*
+ * Open the session now rather than at the first message (a queue run
+ * learns which smarthost it got before it lets further sessions start).
+ * Failover as for a delivery; -1 when no smarthost took us, and then
+ * every relay_deliver of this relay defers with the reason.
+ */
+int relay_connect(struct relay *r);
+/*
+ * Make r the nth session (0: the first) of a queue run with parallel
+ * sessions: it then uses only the smarthosts whose sessions key is above
+ * nth, so that none gets more sessions from one run than it allows.
+ */
+void relay_set_nth(struct relay *r, int nth);
+/* The smarthost of the open session, or NULL. */
+const struct smarthost *relay_smarthost(const struct relay *r);
+/* Every smarthost failed in this relay's run: nothing more goes out. */
+int relay_down(const struct relay *r);
 
 /*
  * Try to deliver a locked entry. Updates e->env in memory: recipients

@@ -5,6 +5,8 @@
  * move to failed/ what failed, or schedule the next attempt from the
  * retry list; past queue_lifetime the pending recipients fail too.
  * Entries on hold are never delivered, not even by a forced run.
+ * A large backlog goes over several sessions in parallel, one per forked
+ * process, up to the smarthost's sessions key (run_parallel).
  */
 #include "autoconf.h"
 
@@ -12,9 +14,11 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
@@ -27,6 +31,13 @@
 #include "runner.h"
 
 #define TMP_GRACE (24 * 3600)   /* age after which tmp/ files are garbage */
+/*
+ * Due entries that make one more session worth its connection, TLS
+ * handshake and login (a few round trips, a few messages' worth): a run
+ * opens one session per SESSION_BATCH due entries, up to the smarthost's
+ * sessions key, so fewer than 2 * SESSION_BATCH always go over one.
+ */
+#define SESSION_BATCH 50
 
 static volatile sig_atomic_t stop_requested;
 
@@ -187,6 +198,13 @@ settle(const struct config *cfg, struct queue *q, struct qentry *e,
 	return rc;
 }
 
+/* To be delivered in this run: due (or forced) and not on hold. */
+static int
+is_due(const struct envelope *env, const struct run_opts *o, time_t now)
+{
+	return !env->held && (o->force || env->next_attempt <= now);
+}
+
 /* Deliver one entry if it is due (or forced) and not on hold. */
 static void
 run_entry(const struct config *cfg, struct queue *q, struct relay *relay,
@@ -207,7 +225,7 @@ run_entry(const struct config *cfg, struct queue *q, struct relay *relay,
 		return;
 	}
 	/* On hold: no run delivers it, forced or not, until it is released. */
-	if (e.env.held || (!o->force && e.env.next_attempt > time(NULL))) {
+	if (!is_due(&e.env, o, time(NULL))) {
 		queue_unlock(&e);
 		envelope_free(&e.env);
 		st->skipped++;
@@ -248,6 +266,223 @@ spool_writable(const char *dir, struct err *err)
 	return 0;
 }
 
+/* ---- parallel sessions ---------------------------------------------------- */
+
+/*
+ * What the processes of a run with parallel sessions share, in an
+ * anonymous MAP_SHARED mapping made before they fork. Every process holds
+ * the same sorted list of ids; next is the index of the next entry to
+ * claim, so each entry is tried by exactly one session, in queue order,
+ * and no two sessions line up on the same lock. The per-entry lock still
+ * keeps out other deliveries (the daemon, -odi, a background delivery).
+ * The counts of each session are kept here, so that what a session did
+ * before it died still adds up.
+ */
+struct run_share {
+	atomic_size_t next;        /* index in ids of the next entry to claim */
+	atomic_int sessions;       /* set by the first session; 0: none more */
+	atomic_int stop;           /* a session was told to stop: all stop */
+	struct run_stats st[SESSIONS_MAX];   /* [k] is session k's; [0] unused */
+};
+
+/* The most sessions any smarthost allows. */
+static int
+max_sessions(const struct config *cfg)
+{
+	int n = 1;
+
+	for (size_t i = 0; i < cfg->nsmarthosts; i++)
+		if (cfg->smarthosts[i].sessions > n)
+			n = cfg->smarthosts[i].sessions;
+	return n > SESSIONS_MAX ? SESSIONS_MAX : n;
+}
+
+/*
+ * Sessions the backlog justifies: one per SESSION_BATCH due entries, at
+ * most limit. An envelope that cannot be read counts as due (its own
+ * attempt reports it). Reads only as far as the answer needs.
+ */
+static int
+sessions_wanted(struct queue *q, const struct strlist *ids,
+    const struct run_opts *o, int limit)
+{
+	size_t need = (size_t)limit * SESSION_BATCH, due = 0;
+	time_t now = time(NULL);
+
+	if (limit < 2 || ids->n < 2 * SESSION_BATCH)
+		return 1;
+	for (size_t i = 0; i < ids->n && due < need; i++) {
+		struct envelope env;
+		struct err err;
+
+		if (due + (ids->n - i) < 2 * SESSION_BATCH)
+			break;          /* too few left to reach two sessions */
+		if (queue_peek(q, ids->v[i], &env, &err) < 0 || is_due(&env, o, now))
+			due++;
+		envelope_free(&env);
+	}
+	return due < 2 * SESSION_BATCH ? 1 : (int)(due / SESSION_BATCH);
+}
+
+/*
+ * One session's share of the run: claim the next entry and deliver it,
+ * until none is left, the run is stopped, or this session lost its way
+ * out (every smarthost failed): then the others carry on without it.
+ */
+static void
+run_claimed(const struct config *cfg, struct queue *q, struct relay *relay,
+    const struct strlist *ids, const struct run_opts *o,
+    struct run_share *sh, struct run_stats *st)
+{
+	for (;;) {
+		size_t i;
+
+		if (stop_requested)
+			atomic_store(&sh->stop, 1);
+		if (atomic_load(&sh->stop) || relay_down(relay))
+			return;
+		if ((i = atomic_fetch_add(&sh->next, 1)) >= ids->n)
+			return;
+		run_entry(cfg, q, relay, ids->v[i], o, st);
+	}
+}
+
+/*
+ * Session k >= 1, in a child: wait until the first session has decided
+ * how many sessions there are (go reaches end of file), then connect on
+ * its own (failover as relay.c does it, among the smarthosts that allow
+ * k + 1 sessions) and claim entries. One that cannot connect leaves the
+ * backlog to those that could. Never returns.
+ */
+static void NORETURN
+run_worker(const struct config *cfg, struct queue *q, const struct strlist *ids,
+    const struct run_opts *o, struct run_share *sh, int k, int go)
+{
+	struct relay *relay;
+	char c;
+
+	while (read(go, &c, 1) < 0 && errno == EINTR)
+		;
+	close(go);
+	if (k < atomic_load(&sh->sessions)) {
+		relay = relay_new(cfg);
+		relay_set_nth(relay, k);
+		if (relay_connect(relay) == 0)
+			run_claimed(cfg, q, relay, ids, o, sh, &sh->st[k]);
+		relay_free(relay);
+	}
+	fflush(NULL);
+	_exit(0);
+}
+
+static void
+add_stats(struct run_stats *to, const struct run_stats *from)
+{
+	to->delivered += from->delivered;
+	to->deferred += from->deferred;
+	to->bounced += from->bounced;
+	to->skipped += from->skipped;
+	to->errors += from->errors;
+}
+
+/*
+ * Wait for sessions 1..n-1 and add up their counts. A session that died
+ * (killed, crashed) is an error of the run; the entry it was delivering
+ * was unlocked by its death and waits, still queued, for the next run.
+ */
+static void
+wait_workers(const pid_t *pids, int n, struct run_share *sh,
+    struct run_stats *st)
+{
+	for (int k = 1; k < n; k++) {
+		int status = 0;
+		pid_t rc;
+
+		while ((rc = waitpid(pids[k], &status, 0)) < 0 && errno == EINTR)
+			if (stop_requested)
+				atomic_store(&sh->stop, 1);
+		if (rc > 0 && (WIFSIGNALED(status) || WEXITSTATUS(status) != 0)) {
+			if (WIFSIGNALED(status))
+				log_error("queue run: session %d (pid %ld) was killed by "
+				    "signal %d; the message it was delivering stays "
+				    "queued", k + 1, (long)pids[k], WTERMSIG(status));
+			else
+				log_error("queue run: session %d (pid %ld) exited with "
+				    "status %d; the message it was delivering stays "
+				    "queued", k + 1, (long)pids[k], WEXITSTATUS(status));
+			st->errors++;
+		}
+		add_stats(st, &sh->st[k]);
+	}
+}
+
+/*
+ * A backlog of n sessions' worth. This process is the first session: it
+ * forks the others before it connects (so no child holds its connection),
+ * then connects; the smarthost it gets decides how many of them go on
+ * (its sessions key, at most n); the rest exit. All sessions claim from
+ * one index. When they are done, whatever none of them could take (every
+ * smarthost failed, or the sessions died) is handled here as a single
+ * session would: delivered, or deferred with the reason.
+ */
+static void
+run_parallel(const struct config *cfg, struct queue *q, struct relay *relay,
+    const struct strlist *ids, const struct run_opts *o, int n,
+    struct run_stats *st)
+{
+	const struct smarthost *used;
+	struct run_share *sh;
+	pid_t pids[SESSIONS_MAX];
+	int go[2], forked = 1;
+	size_t i;
+
+	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (sh == MAP_FAILED) {
+		log_warn("queue run: one session only (shared memory: %s)",
+		    strerror(errno));
+		sh = NULL;
+	} else if (pipe2(go, O_CLOEXEC) < 0) {
+		log_warn("queue run: one session only (pipe: %s)", strerror(errno));
+		munmap(sh, sizeof(*sh));
+		sh = NULL;
+	}
+	if (sh == NULL) {
+		for (i = 0; i < ids->n && !stop_requested; i++)
+			run_entry(cfg, q, relay, ids->v[i], o, st);
+		return;
+	}
+	atomic_init(&sh->next, 0);
+	atomic_init(&sh->sessions, 0);
+	atomic_init(&sh->stop, 0);
+	fflush(NULL);           /* no buffered output is written twice */
+	for (; forked < n; forked++) {
+		pid_t pid = fork();
+
+		if (pid == 0) {
+			close(go[1]);
+			run_worker(cfg, q, ids, o, sh, forked, go[0]);
+		}
+		if (pid < 0) {
+			log_warn("queue run: cannot start session %d: %s",
+			    forked + 1, strerror(errno));
+			break;
+		}
+		pids[forked] = pid;
+	}
+	close(go[0]);
+	if (relay_connect(relay) == 0 && (used = relay_smarthost(relay)) != NULL)
+		atomic_store(&sh->sessions, used->sessions < forked ?
+		    used->sessions : forked);
+	close(go[1]);           /* go */
+	run_claimed(cfg, q, relay, ids, o, sh, st);
+	wait_workers(pids, forked, sh, st);
+	while (!stop_requested && !atomic_load(&sh->stop) &&
+	    (i = atomic_fetch_add(&sh->next, 1)) < ids->n)
+		run_entry(cfg, q, relay, ids->v[i], o, st);
+	munmap(sh, sizeof(*sh));
+}
+
 int
 runner_run(const struct config *cfg, const struct run_opts *o,
     struct run_stats *st, struct err *err)
@@ -255,6 +490,7 @@ runner_run(const struct config *cfg, const struct run_opts *o,
 	struct queue q;
 	struct strlist ids = { 0 };
 	struct relay *relay;
+	int nsessions;
 
 	memset(st, 0, sizeof(*st));
 	if (queue_open(&q, cfg->queue_dir, 0, err) < 0)
@@ -277,8 +513,14 @@ runner_run(const struct config *cfg, const struct run_opts *o,
 		}
 	}
 	relay = relay_new(cfg);
-	for (size_t i = 0; i < ids.n && !stop_requested; i++)
-		run_entry(cfg, &q, relay, ids.v[i], o, st);
+	nsessions = o->only_id != NULL ? 1 :
+	    sessions_wanted(&q, &ids, o, max_sessions(cfg));
+	if (nsessions > 1) {
+		run_parallel(cfg, &q, relay, &ids, o, nsessions, st);
+	} else {
+		for (size_t i = 0; i < ids.n && !stop_requested; i++)
+			run_entry(cfg, &q, relay, ids.v[i], o, st);
+	}
 	relay_free(relay);
 	strlist_free(&ids);
 	queue_close(&q);
@@ -290,12 +532,6 @@ on_stop(int sig)
 {
 	(void)sig;
 	stop_requested = 1;
-}
-
-static char *
-trigger_path(const struct config *cfg)
-{
-	return xasprintf("%s/trigger", cfg->queue_dir);
 }
 
 int
@@ -311,7 +547,7 @@ runner_daemon(const struct config *cfg, long interval, struct err *err)
 	if (queue_open(&q, cfg->queue_dir, 1, err) < 0)
 		return -1;
 	queue_close(&q);
-	path = trigger_path(cfg);
+	path = queue_trigger_path(cfg->queue_dir);
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_stop;
 	sigaction(SIGTERM, &sa, NULL);
@@ -349,51 +585,4 @@ runner_daemon(const struct config *cfg, long interval, struct err *err)
 	close(fd);
 	log_info("queue daemon stopped");
 	return 0;
-}
-
-void
-runner_poke(const struct config *cfg)
-{
-	char *path = trigger_path(cfg);
-	int fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
-
-	free(path);
-	if (fd >= 0) {
-		(void)!write(fd, "!", 1);
-		close(fd);
-	}
-}
-
-void
-runner_background(const struct config *cfg, const char *id)
-{
-	struct run_opts o = { .only_id = id, .force = 1 };
-	struct run_stats st;
-	struct err err;
-	pid_t pid = fork();
-	int devnull;
-
-	if (pid < 0) {
-		log_warn("%s: cannot fork for delivery, it waits for the next queue run", id);
-		return;
-	}
-	if (pid > 0) {
-		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-			;
-		return;
-	}
-	/* Detach: new session, reparented to init, the caller's pipes closed. */
-	setsid();
-	if (fork() != 0)
-		_exit(0);
-	if ((devnull = open("/dev/null", O_RDWR)) >= 0) {
-		dup2(devnull, STDIN_FILENO);
-		dup2(devnull, STDOUT_FILENO);
-		dup2(devnull, STDERR_FILENO);
-		if (devnull > STDERR_FILENO)
-			close(devnull);
-	}
-	if (runner_run(cfg, &o, &st, &err) < 0)
-		log_error("%s: %s", id, err.msg);
-	_exit(0);
 }

@@ -1,7 +1,7 @@
 /*
  * runner.h - queue runs: which entries are due, the retry schedule, expiry,
  * the outcome of a delivery on disk (remove, retry, bounce, failed/), the
- * daemon loop with its trigger, and the delivery that follows a submit.
+ * daemon loop with its trigger (queue_poke() wakes it).
  */
 #ifndef RELAYQ_RUNNER_H
 #define RELAYQ_RUNNER_H
@@ -25,12 +25,4 @@ int runner_run(const struct config *cfg, const struct run_opts *o,
                struct run_stats *st, struct err *err);
 /* Run every interval seconds (and when poked) until SIGTERM/SIGINT. */
 int runner_daemon(const struct config *cfg, long interval, struct err *err);
-/* Wake a running daemon (best effort). */
-void runner_poke(const struct config *cfg);
-/*
- * After a submit: deliver id in a detached process (the caller returns at
- * once; stdin/stdout/stderr of the caller are not kept open).
- */
-void runner_background(const struct config *cfg, const char *id);
-
 #endif

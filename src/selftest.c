@@ -117,10 +117,13 @@ show_session(struct smtp_session *s, FILE *out)
 	int any = 0;
 
 	fprintf(out, "  connect: %s\n", smtp_peer(s));
-	if (conn_tls(smtp_conn(s)) == NULL)
+	if (conn_tls(smtp_conn(s)) == NULL) {
 		fprintf(out, "  tls: none (plain text)\n");
-	else
+	} else {
 		fprintf(out, "  tls: %s\n", smtp_tls_info(s));
+		fprintf(out, "  tls session: %s\n", tls_resumed(conn_tls(
+		    smtp_conn(s))) ? "resumed" : "full handshake");
+	}
 	show_certificate(s, out, "certificate", NULL);
 	fprintf(out, "  extensions:");
 	for (size_t i = 0; i < sizeof(extensions) / sizeof(extensions[0]); i++) {
@@ -209,6 +212,8 @@ test_smarthost(const struct config *cfg, const struct smarthost *sh,
 	step = "setup";
 	if (sh->tls != TLS_NONE && (tc = tls_client_new(sh, err)) == NULL)
 		goto out;
+	if (tc != NULL && sh->tls_session_cache)
+		tls_client_cache(tc, cfg->queue_dir, sh->name);
 	if (sh->username != NULL && relay_secret(sh, &secret, err) < 0)
 		goto out;
 	/* First without AUTH: the connection and TLS on their own. */

@@ -3,6 +3,12 @@
  * <openssl/ssl.h>. Verification (chain, host name, SNI, minimum version
  * 1.2) is on unless the smarthost says tls_verify = no; a fingerprint pin
  * replaces the CA check, never the other checks' reporting.
+ *
+ * Session resumption: with tls_client_cache() a session that passed those
+ * checks in a full handshake is kept in the spool (QUEUE_DIR/tls/<name>)
+ * and offered by the next connection, in this run or a later one, when
+ * every setting verification depends on is unchanged. The cache is only
+ * an optimisation: any problem with it means a full handshake.
  */
 #ifndef RELAYQ_TLS_H
 #define RELAYQ_TLS_H
@@ -19,6 +25,29 @@ struct tls_conn;          /* one TLS connection over a socket */
  * for unreadable CA/cert/key files, bad versions or fingerprints. */
 struct tls_client *tls_client_new(const struct smarthost *sh, struct err *err);
 void tls_client_free(struct tls_client *tc);
+/*
+ * Keep sessions of this smarthost in queue_dir/tls/name (the directory is
+ * made on demand, 0770; the file is 0640) and resume from there. Without
+ * this call nothing is cached or resumed. Never fails: problems are
+ * logged at verbose level and cost a full handshake.
+ */
+void tls_client_cache(struct tls_client *tc, const char *queue_dir,
+                      const char *name);
+/*
+ * Make the key that seals cached sessions (QUEUE_DIR/tls/.key) if it is
+ * missing and this process may: root, the spool's owner or the relayq
+ * user. Until it exists, deliveries by other users cache nothing on disk.
+ * For the queue daemon's start; tls_client_cache() does it too.
+ */
+void tls_cache_prepare(const char *queue_dir);
+/*
+ * After a failed connection: 1 (once) when the handshake failed with a
+ * cached session offered, before any certificate and not by a timeout.
+ * The session is forgotten by then, so connecting again means a full
+ * handshake: a server that chokes on resumption still gets the mail now,
+ * not at the next retry.
+ */
+int tls_client_retry(struct tls_client *tc);
 
 /*
  * Handshake on a connected socket (non-blocking I/O with poll and the
@@ -34,6 +63,9 @@ ssize_t tls_read(struct tls_conn *t, void *p, size_t n, long timeout, struct err
 int tls_write(struct tls_conn *t, const void *p, size_t n, long timeout, struct err *err);
 /* "TLSv1.3 TLS_AES_256_GCM_SHA384". */
 const char *tls_info(const struct tls_conn *t);
+/* Was a cached session resumed (abbreviated handshake, no certificate
+ * sent: the checks were re-run on the one verified when it was made)? */
+int tls_resumed(const struct tls_conn *t);
 /* Multi-line description of the peer certificate for the self-test:
  * subject, issuer, not-after, SHA-256 fingerprint, verification result. */
 void tls_describe_peer(const struct tls_conn *t, struct buf *out);

@@ -171,6 +171,17 @@ static const struct bad {
 	    "smarthost a: m: unknown key" },
 	{ "smarthost a {\n host = h.example\n connect_timeout = -1\n}\n", 3,
 	    "connect_timeout: bad duration" },
+	{ "smarthost a {\n host = h.example\n sessions = 0\n}\n", 3,
+	    "smarthost a: sessions: bad number \"0\" (use 1 to 32)" },
+	{ "smarthost a {\n host = h.example\n\n sessions = 33\n}\n", 4,
+	    "sessions: bad number \"33\" (use 1 to 32)" },
+	{ "smarthost a {\n host = h.example\n sessions = four\n}\n", 3,
+	    "sessions: bad number \"four\"" },
+	{ "smarthost a {\n host = h.example\n sessions = -2\n}\n", 3,
+	    "sessions: bad number" },
+	{ "smarthost a {\n host = h.example\n sessions = 4x\n}\n", 3,
+	    "sessions: bad number \"4x\"" },
+	{ "sessions = 4\n", 1, "sessions: unknown key" },
 	{ "smarthost a {\n host = h.example\n tls_fingerprint = \"sha256:abcd\"\n}\n",
 	    3, "tls_fingerprint: bad fingerprint" },
 	{ "smarthost a {\n host = h.example\n tls_fingerprint = \"md5:"
@@ -323,6 +334,7 @@ static const char full_conf[] =
 	":89:AB:CD:EF:01:23:45:67:89:ab:cd:ef:01:23:45:67:89\"\n"
 	"  tls_ca_file = /etc/ssl/ca.pem\n"
 	"  tls_ca_path = /etc/ssl/certs\n"
+	"  sessions = 4\n"
 	"}\n"
 	"smarthost second {\n"
 	"  host = [::1]\n"
@@ -333,6 +345,7 @@ static const char full_conf[] =
 	"  tls_key_file = /etc/c.key\n"
 	"  timeout = 90\n"
 	"  connect_timeout = 1m\n"
+	"  sessions = 32\n"
 	"}\n"
 	"smarthost third {\n"
 	"  host = 127.0.0.1\n"
@@ -395,6 +408,7 @@ assert_full(const struct config *c, const char *password0)
 	ck_assert_ptr_null(s->tls_cert_file);
 	ck_assert_int_eq(s->timeout, 300);
 	ck_assert_int_eq(s->connect_timeout, 30);
+	ck_assert_int_eq(s->sessions, 4);
 
 	s = &c->smarthosts[1];
 	ck_assert_str_eq(s->name, "second");
@@ -410,6 +424,7 @@ assert_full(const struct config *c, const char *password0)
 	ck_assert_uint_eq(s->auth.n, 0);
 	ck_assert_int_eq(s->timeout, 90);
 	ck_assert_int_eq(s->connect_timeout, 60);
+	ck_assert_int_eq(s->sessions, 32);
 
 	s = &c->smarthosts[2];
 	ck_assert_str_eq(s->name, "third");
@@ -417,6 +432,7 @@ assert_full(const struct config *c, const char *password0)
 	ck_assert_int_eq(s->tls, TLS_NONE);
 	ck_assert_int_eq(s->port, 2525);
 	ck_assert_str_eq(s->password_command, "/usr/bin/pass show smtp");
+	ck_assert_int_eq(s->sessions, 1);
 
 	s = &c->smarthosts[3];
 	ck_assert_str_eq(s->name, "fourth");
@@ -495,6 +511,7 @@ START_TEST(test_smarthost_defaults)
 	ck_assert_uint_eq(s->auth.n, 0);
 	ck_assert_int_eq(s->timeout, 300);
 	ck_assert_int_eq(s->connect_timeout, 30);
+	ck_assert_int_eq(s->sessions, 1);
 	config_free(c);
 }
 END_TEST
@@ -528,6 +545,7 @@ START_TEST(test_sample)
 		"tls_fingerprint", "tls_min_version", "tls_cert_file",
 		"tls_key_file", "username", "password", "password_file",
 		"password_command", "auth", "timeout", "connect_timeout",
+		"sessions", "tls_session_cache",
 	};
 	const char *srcdir = getenv("RELAYQ_SRCDIR");
 	struct config *sample = NULL, *defaults;

@@ -5,25 +5,32 @@
  * untrusted CA) are made with the openssl command at start-up in a fresh
  * directory. Each test forks a small server (OpenSSL used directly) that
  * accepts one connection and then echoes, sinks, sends canned bytes or
- * stays silent. Only 127.0.0.1 and ::1 are ever contacted.
+ * stays silent (or serves several connections with one TLS context, for
+ * session resumption). Only 127.0.0.1 and ::1 are ever contacted.
  */
 #include "autoconf.h"
 
 #include <sys/types.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -193,6 +200,8 @@ struct server {
 	enum action action;
 	const char *data;            /* for SEND and SEND_CLOSE */
 	size_t datalen;
+	int conns;                   /* connections served, one at a time; 0 = 1 */
+	unsigned long ssl_opts;      /* SSL_OP_* added on the server */
 };
 
 static pid_t server_pid = -1;
@@ -236,12 +245,17 @@ read_plain_line(int fd, char *line, size_t size)
 	line[n] = '\0';
 }
 
+/* One context for every connection, so that sessions resume. */
 static SSL *
 server_tls(const struct server *o, int fd)
 {
+	static SSL_CTX *ctx;
 	char crt[600], key[600];
-	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
 	SSL *ssl;
+
+	if (ctx != NULL)
+		goto made;
+	ctx = SSL_CTX_new(TLS_server_method());
 
 	snprintf(crt, sizeof(crt), "%s/%s.crt", dir, o->cert);
 	snprintf(key, sizeof(key), "%s/%s.key", dir, o->cert);
@@ -262,10 +276,17 @@ server_tls(const struct server *o, int fd)
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER |
 		    SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
 	}
+	SSL_CTX_set_options(ctx, o->ssl_opts);
+made:
 	if ((ssl = SSL_new(ctx)) == NULL || SSL_set_fd(ssl, fd) != 1)
 		_exit(3);
-	if (SSL_accept(ssl) != 1)
+	if (SSL_accept(ssl) != 1) {
+		if (o->conns > 1) {     /* the next connection may do better */
+			SSL_free(ssl);
+			return NULL;
+		}
 		_exit(4);
+	}
 	return ssl;
 }
 
@@ -332,6 +353,16 @@ server_child(const struct server *o, int lfd)
 	char line[256];
 
 	alarm(20);    /* never outlive a broken test */
+	for (int n = 1; n < o->conns; n++) {
+		if ((s.fd = accept(lfd, NULL, NULL)) < 0)
+			_exit(2);
+		if ((s.ssl = server_tls(o, s.fd)) != NULL) {
+			server_act(o, &s);
+			SSL_shutdown(s.ssl);
+			SSL_free(s.ssl);
+		}
+		close(s.fd);
+	}
 	if ((s.fd = accept(lfd, NULL, NULL)) < 0)
 		_exit(2);
 	close(lfd);
@@ -1191,6 +1222,393 @@ START_TEST(test_write_to_closed)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ */
+/* Session resumption                                                   */
+
+#define CACHE_HEADER (8 + 32 + 8 + 4 + 12)   /* the IV last */
+#define CACHE_TAG 16
+
+/* A fresh spool directory for one test. */
+static const char *
+new_spool(void)
+{
+	static int n;
+	char name[64];
+	const char *q;
+
+	snprintf(name, sizeof(name), "spool.%d.%d", (int)getpid(), n++);
+	q = path(name);
+	ck_assert_int_eq(mkdir(q, 0770), 0);
+	return q;
+}
+
+/* One connection (TLS at once) with a new "run" (tls_client) unless tc
+ * is given; returns whether the session was resumed. */
+static int
+one_conn(const struct smarthost *h, struct tls_client *tc, int port,
+    const char *spool, const char *name, const char *host)
+{
+	struct tls_client *own = NULL;
+	struct err err = { 0 };
+	struct conn *c;
+	int resumed;
+
+	if (tc == NULL) {
+		ck_assert_msg((own = tc = tls_client_new(h, &err)) != NULL, "%s",
+		    err.msg);
+		tls_client_cache(tc, spool, name);
+	}
+	c = connect_ok("127.0.0.1", port);
+	ck_assert_msg(conn_starttls(c, tc, host, &err) == 0, "%s", err.msg);
+	send_str(c, "ping\r\n");
+	expect_line(c, "ping");   /* a TLS 1.3 ticket comes before it */
+	resumed = tls_resumed(conn_tls(c));
+	conn_close(c);
+	tls_client_free(own);
+	ck_assert_uint_eq(ERR_peek_error(), 0);
+	return resumed;
+}
+
+static char *
+cache_file(const char *spool, const char *name)
+{
+	static char p[600];
+
+	snprintf(p, sizeof(p), "%s/tls/%s", spool, name);
+	return p;
+}
+
+/* Saved by one run, resumed by the next (TLS 1.3 and 1.2), and by the
+ * same run's next connection from memory; the file's layout. */
+START_TEST(test_resume_across_runs)
+{
+	struct server srv = { .tls = 1, .cert = "good", .action = ECHO,
+	    .conns = 4, .max_version = _i ? TLS1_2_VERSION : 0 };
+	const char *q = new_spool();
+	struct tls_client *tc;
+	struct smarthost h;
+	struct err err = { 0 };
+	unsigned char data[20000];
+	struct stat st;
+	int port, fd;
+	ssize_t n;
+
+	smarthost_init(&h);
+	port = server_start(&srv);
+	ck_assert(!one_conn(&h, NULL, port, q, "main", "localhost"));
+	ck_assert_int_eq(stat(cache_file(q, "main"), &st), 0);
+	ck_assert(S_ISREG(st.st_mode));
+	ck_assert_int_eq(st.st_mode & 07777, 0640);
+	ck_assert_int_le(st.st_size, 16384);
+	fd = open(cache_file(q, "main"), O_RDONLY);
+	n = read(fd, data, sizeof(data));
+	close(fd);
+	ck_assert_int_eq(n, st.st_size);
+	ck_assert(n > CACHE_HEADER + CACHE_TAG);
+	ck_assert(memcmp(data, "RQTLSS2\n", 8) == 0);
+	ck_assert_uint_eq((size_t)data[48] << 24 | (size_t)data[49] << 16 |
+	    (size_t)data[50] << 8 | data[51],
+	    (size_t)n - CACHE_HEADER - CACHE_TAG);
+	/* Not the session in the clear: its DER SEQUENCE is not there. */
+	ck_assert(data[CACHE_HEADER] != 0x30 || data[CACHE_HEADER + 1] != 0x82);
+	snprintf((char *)data, sizeof(data), "%s/tls/.key", q);
+	ck_assert_int_eq(stat((char *)data, &st), 0);
+	ck_assert_int_eq(st.st_size, 32);
+	ck_assert_int_eq(st.st_mode & 07777, 0640);
+	snprintf((char *)data, sizeof(data), "%s/tls", q);
+	ck_assert_int_eq(stat((char *)data, &st), 0);
+	ck_assert_int_eq(st.st_mode & 07777, 0770);
+
+	ck_assert(one_conn(&h, NULL, port, q, "main", "localhost"));
+	/* One run, two connections: the second from memory. */
+	ck_assert_ptr_nonnull(tc = tls_client_new(&h, &err));
+	tls_client_cache(tc, q, "main");
+	ck_assert(one_conn(&h, tc, port, q, "main", "localhost"));
+	ck_assert_int_eq(unlink(cache_file(q, "main")), 0);
+	ck_assert(one_conn(&h, tc, port, q, "main", "localhost"));
+	tls_client_free(tc);
+	ck_assert_int_eq(server_wait(), 0);
+}
+END_TEST
+
+/* "sha256:AB:CD:..." of a certificate, as a user would copy it. */
+static void
+cert_pin(const char *name, char *out, size_t size)
+{
+	char cmd[1024], *eq;
+	FILE *p;
+
+	snprintf(cmd, sizeof(cmd), "openssl x509 -noout -fingerprint -sha256 "
+	    "-in %s", path(name));
+	ck_assert_ptr_nonnull(p = popen(cmd, "r"));
+	ck_assert_ptr_nonnull(fgets(cmd, sizeof(cmd), p));
+	pclose(p);
+	ck_assert_ptr_nonnull(eq = strchr(cmd, '='));
+	eq[strcspn(eq, "\r\n")] = '\0';
+	snprintf(out, size, "sha256:%s", eq + 1);
+}
+
+/* A change in what verification depends on: no resumption. */
+static const struct digest_case {
+	const char *what;
+	const char *host;        /* the name verified, or NULL: localhost */
+	int verify;
+	const char *min;
+	int pin;
+	const char *ca;          /* tls_ca_file, or NULL: ca.crt */
+	int port_delta;          /* sh->port differs */
+} digest_cases[] = {
+	{ "same", NULL, 1, NULL, 0, NULL, 0 },
+	{ "host", "127.0.0.1", 1, NULL, 0, NULL, 0 },
+	{ "verify", NULL, 0, NULL, 0, NULL, 0 },
+	{ "min version", NULL, 1, "1.3", 0, NULL, 0 },
+	{ "pin", NULL, 1, NULL, 1, NULL, 0 },
+	{ "ca file", NULL, 1, NULL, 0, "ca-copy.crt", 0 },
+	{ "port", NULL, 1, NULL, 0, NULL, 1 },
+};
+
+START_TEST(test_resume_digest)
+{
+	const struct digest_case *t = &digest_cases[_i];
+	struct server srv = { .tls = 1, .cert = "good", .action = ECHO,
+	    .conns = 2 };
+	const char *q = new_spool();
+	struct smarthost h;
+	char pin[128];
+	int port;
+
+	sh("cp %s %s", path("ca.crt"), path("ca-copy.crt"));
+	smarthost_init(&h);
+	h.port = 465;
+	port = server_start(&srv);
+	ck_assert(!one_conn(&h, NULL, port, q, "x", "localhost"));
+	h.tls_verify = t->verify;
+	h.tls_min_version = (char *)t->min;
+	h.port += t->port_delta;
+	if (t->pin) {
+		cert_pin("good.crt", pin, sizeof(pin));
+		h.tls_fingerprint = pin;
+	}
+	if (t->ca)
+		h.tls_ca_file = path(t->ca);
+	ck_assert_int_eq(one_conn(&h, NULL, port, q, "x",
+	    t->host ? t->host : "localhost"), strcmp(t->what, "same") == 0);
+	ck_assert_int_eq(server_wait(), 0);
+}
+END_TEST
+
+/*
+ * What only relayq (or whoever holds the key) can do: open the sealed
+ * session of a cache file, change it, seal it again. flip_secret damages
+ * its secret; age sets "verified at" that many seconds back.
+ */
+static void
+reseal(const char *spool, const char *name, int flip_secret, long age)
+{
+	unsigned char key[32], data[20000], plain[20000], *pp = plain;
+	const unsigned char *cp = plain;
+	unsigned char secret[256];   /* SSL_MAX_MASTER_KEY_LENGTH is 48 */
+	EVP_CIPHER_CTX *ctx;
+	SSL_SESSION *sess;
+	char kpath[600];
+	size_t n, slen;
+	int len, out = 0, tmp = 0;
+	uint64_t when;
+	FILE *f;
+
+	snprintf(kpath, sizeof(kpath), "%s/tls/.key", spool);
+	ck_assert_ptr_nonnull(f = fopen(kpath, "rb"));
+	ck_assert_uint_eq(fread(key, 1, sizeof(key), f), sizeof(key));
+	fclose(f);
+	ck_assert_ptr_nonnull(f = fopen(cache_file(spool, name), "rb"));
+	n = fread(data, 1, sizeof(data), f);
+	fclose(f);
+	len = (int)(n - CACHE_HEADER - CACHE_TAG);
+	ck_assert_ptr_nonnull(ctx = EVP_CIPHER_CTX_new());
+	ck_assert(EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key,
+	    data + CACHE_HEADER - 12) == 1);
+	ck_assert(EVP_DecryptUpdate(ctx, NULL, &tmp, data, CACHE_HEADER) == 1);
+	ck_assert(EVP_DecryptUpdate(ctx, plain, &out, data + CACHE_HEADER, len) == 1);
+	ck_assert(EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, CACHE_TAG,
+	    data + n - CACHE_TAG) == 1);
+	ck_assert(EVP_DecryptFinal_ex(ctx, plain + out, &tmp) == 1);
+	EVP_CIPHER_CTX_free(ctx);
+	ck_assert_ptr_nonnull(sess = d2i_SSL_SESSION(NULL, &cp, len));
+	if (flip_secret) {
+		slen = SSL_SESSION_get_master_key(sess, secret, sizeof(secret));
+		ck_assert_uint_gt(slen, 0);
+		secret[0] ^= 1;
+		ck_assert(SSL_SESSION_set1_master_key(sess, secret, slen) == 1);
+	}
+	ck_assert_int_eq(len = i2d_SSL_SESSION(sess, &pp), i2d_SSL_SESSION(sess, NULL));
+	SSL_SESSION_free(sess);
+	when = (uint64_t)(time(NULL) - age);
+	for (int i = 0; i < 8; i++)
+		data[40 + i] = (unsigned char)(when >> (56 - 8 * i));
+	for (int i = 0; i < 4; i++)
+		data[48 + i] = (unsigned char)((unsigned)len >> (24 - 8 * i));
+	ck_assert_ptr_nonnull(ctx = EVP_CIPHER_CTX_new());
+	ck_assert(EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key,
+	    data + CACHE_HEADER - 12) == 1);
+	ck_assert(EVP_EncryptUpdate(ctx, NULL, &tmp, data, CACHE_HEADER) == 1);
+	ck_assert(EVP_EncryptUpdate(ctx, data + CACHE_HEADER, &out, plain, len) == 1);
+	ck_assert(EVP_EncryptFinal_ex(ctx, data + CACHE_HEADER + out, &tmp) == 1);
+	ck_assert(EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, CACHE_TAG,
+	    data + CACHE_HEADER + len) == 1);
+	EVP_CIPHER_CTX_free(ctx);
+	ck_assert_ptr_nonnull(f = fopen(cache_file(spool, name), "wb"));
+	ck_assert_uint_eq(fwrite(data, 1, CACHE_HEADER + (size_t)len + CACHE_TAG, f),
+	    CACHE_HEADER + (size_t)len + CACHE_TAG);
+	fclose(f);
+}
+
+/* The test helper itself: resealed unchanged, the session still resumes. */
+START_TEST(test_resume_resealed)
+{
+	struct server srv = { .tls = 1, .cert = "good", .action = ECHO,
+	    .conns = 3 };
+	const char *q = new_spool();
+	struct smarthost h;
+	int port;
+
+	smarthost_init(&h);
+	port = server_start(&srv);
+	ck_assert(!one_conn(&h, NULL, port, q, "main", "localhost"));
+	reseal(q, "main", 0, 3600);
+	ck_assert(one_conn(&h, NULL, port, q, "main", "localhost"));
+	/* Verified more than a day ago: a full handshake again. */
+	reseal(q, "main", 0, 86400 + 60);
+	ck_assert(!one_conn(&h, NULL, port, q, "main", "localhost"));
+	ck_assert_int_eq(server_wait(), 0);
+}
+END_TEST
+
+/* A session whose secret is wrong (the file whole): the server aborts
+ * the handshake on the PSK binder; the caller is told to try again, and
+ * the next connection is a full handshake. */
+START_TEST(test_resume_server_aborts)
+{
+	struct server srv = { .tls = 1, .cert = "good", .action = ECHO,
+	    .conns = 3 };
+	const char *q = new_spool();
+	struct tls_client *tc;
+	struct smarthost h;
+	struct err err = { 0 };
+	struct stat st;
+	struct conn *c;
+	int port;
+
+	smarthost_init(&h);
+	port = server_start(&srv);
+	ck_assert(!one_conn(&h, NULL, port, q, "main", "localhost"));
+	reseal(q, "main", 1, 0);
+	ck_assert_ptr_nonnull(tc = tls_client_new(&h, &err));
+	tls_client_cache(tc, q, "main");
+	c = connect_ok("127.0.0.1", port);
+	ck_assert_int_eq(conn_starttls(c, tc, "localhost", &err), -1);
+	ck_assert_int_eq(err.cls, ERR_TEMP);
+	conn_close(c);
+	ck_assert_int_eq(tls_client_retry(tc), 1);
+	ck_assert_int_eq(tls_client_retry(tc), 0);     /* once */
+	ck_assert_int_eq(stat(cache_file(q, "main"), &st), -1);
+	ck_assert(!one_conn(&h, tc, port, q, "main", "localhost"));
+	ck_assert_int_eq(stat(cache_file(q, "main"), &st), 0);
+	tls_client_free(tc);
+	ck_assert_int_eq(server_wait(), 0);
+}
+END_TEST
+
+/* The key: made on demand by a trusted user (here the spool's owner),
+ * 32 bytes, 0640; never by a user it would not trust (run as root:
+ * "nobody" may write the spool but must not choose the key). */
+START_TEST(test_resume_key)
+{
+	const char *q = new_spool();
+	char key[600];
+	struct stat st;
+	pid_t pid;
+	int status;
+
+	snprintf(key, sizeof(key), "%s/tls/.key", q);
+	tls_cache_prepare(q);
+	ck_assert_int_eq(stat(key, &st), 0);
+	ck_assert_int_eq(st.st_size, 32);
+	ck_assert_int_eq(st.st_mode & 07777, 0640);
+	if (geteuid() != 0)
+		return;
+	/* As "nobody": a spool of root's, then one of its own. */
+	for (int own = 0; own < 2; own++) {
+		char top[] = "/tmp/check_net_key.XXXXXX", spool[64];
+		struct passwd *pw = getpwnam("nobody");
+
+		ck_assert_ptr_nonnull(pw);
+		ck_assert_ptr_nonnull(mkdtemp(top));
+		ck_assert_int_eq(chmod(top, 0755), 0);
+		snprintf(spool, sizeof(spool), "%s/spool", top);
+		ck_assert_int_eq(mkdir(spool, 0777), 0);
+		ck_assert_int_eq(chmod(spool, 0777), 0);
+		if (own)
+			ck_assert_int_eq(chown(spool, pw->pw_uid, pw->pw_gid), 0);
+		snprintf(key, sizeof(key), "%s/tls/.key", spool);
+		ck_assert_int_ge(pid = fork(), 0);
+		if (pid == 0) {
+			if (setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0)
+				_exit(2);
+			tls_cache_prepare(spool);
+			_exit(stat(key, &st) == 0);
+		}
+		ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+		ck_assert(WIFEXITED(status));
+		ck_assert_int_eq(WEXITSTATUS(status), own);
+		sh("rm -rf '%s'", top);
+	}
+}
+END_TEST
+
+/* The name is a path component: anything odd means no cache at all. */
+START_TEST(test_resume_bad_names)
+{
+	static const char *const names[] = { "", ".", "..", ".hidden", "a/b" };
+	struct server srv = { .tls = 1, .cert = "good", .action = ECHO,
+	    .conns = 2 };
+	const char *q = new_spool();
+	struct smarthost h;
+	char tls[600];
+	struct stat st;
+	int port;
+
+	smarthost_init(&h);
+	port = server_start(&srv);
+	ck_assert(!one_conn(&h, NULL, port, q, names[_i], "localhost"));
+	ck_assert(!one_conn(&h, NULL, port, q, names[_i], "localhost"));
+	snprintf(tls, sizeof(tls), "%s/tls", q);
+	ck_assert_int_eq(stat(tls, &st), -1);
+	ck_assert_int_eq(server_wait(), 0);
+}
+END_TEST
+
+#ifdef SSL_OP_NO_EXTENDED_MASTER_SECRET
+/* TLS 1.2 without the extended master secret is not worth resuming. */
+START_TEST(test_resume_tls12_needs_ems)
+{
+	struct server srv = { .tls = 1, .cert = "good", .action = ECHO,
+	    .conns = 2, .max_version = TLS1_2_VERSION,
+	    .ssl_opts = SSL_OP_NO_EXTENDED_MASTER_SECRET };
+	const char *q = new_spool();
+	struct smarthost h;
+	struct stat st;
+	int port;
+
+	smarthost_init(&h);
+	port = server_start(&srv);
+	ck_assert(!one_conn(&h, NULL, port, q, "main", "localhost"));
+	ck_assert_int_eq(stat(cache_file(q, "main"), &st), -1);
+	ck_assert(!one_conn(&h, NULL, port, q, "main", "localhost"));
+	ck_assert_int_eq(server_wait(), 0);
+}
+END_TEST
+#endif
+
 static Suite *
 net_suite(void)
 {
@@ -1224,6 +1642,20 @@ net_suite(void)
 	tcase_add_test(tc, test_pending);
 	tcase_add_loop_test(tc, test_write_sink, 0, 2);
 	tcase_add_loop_test(tc, test_write_to_closed, 0, 2);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("resume");
+	tcase_set_timeout(tc, 30);
+	tcase_add_loop_test(tc, test_resume_across_runs, 0, 2);
+	tcase_add_loop_test(tc, test_resume_digest, 0,
+	    sizeof(digest_cases) / sizeof(digest_cases[0]));
+	tcase_add_loop_test(tc, test_resume_bad_names, 0, 5);
+	tcase_add_test(tc, test_resume_resealed);
+	tcase_add_test(tc, test_resume_server_aborts);
+	tcase_add_test(tc, test_resume_key);
+#ifdef SSL_OP_NO_EXTENDED_MASTER_SECRET
+	tcase_add_test(tc, test_resume_tls12_needs_ems);
+#endif
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -179,8 +179,10 @@ class Postfix:
     password = "pf-Secret-w0rd"
     realm = "relayq.test"
 
-    def __init__(self, certs):
+    def __init__(self, certs, extra_main_cf=""):
+        """extra_main_cf: lines appended to main.cf (they override)."""
         self.certs = certs
+        self.extra_main_cf = extra_main_cf
         self.root = None
         self.starttls_port = self.smtps_port = None
         self.running = False
@@ -241,7 +243,7 @@ class Postfix:
         os.chown(key, 0, pf.pw_gid)
         os.chmod(key, 0o640)
         _write(os.path.join(d, "etc", "main.cf"), MAIN_CF.format(
-            d=d, cert=cert, key=key, realm=self.realm))
+            d=d, cert=cert, key=key, realm=self.realm) + self.extra_main_cf)
         _write(os.path.join(d, "etc", "master.cf"), MASTER_CF.format(
             d=d, starttls=self.starttls_port, smtps=self.smtps_port,
             capture_user=CAPTURE_USER))

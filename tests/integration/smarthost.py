@@ -55,6 +55,7 @@ class Message:
         self.auth = login.decode() if isinstance(login, bytes) else login
         self.tls = (server.transport.get_extra_info("ssl_object") is not None
                     or getattr(server, "_tls_protocol", None) is not None)
+        self.conn = getattr(server, "conn_serial", None)   # which connection carried it
 
 
 class Handler:
@@ -80,6 +81,11 @@ class Handler:
         self.store_on_lost_dot = True  # close/reset after the dot: the message was taken
         self.open_connections = 0
         self.stall_limit = 60.0      # a stalled connection is dropped after this
+        self.tls_sessions = []       # per TLS connection: {"resumed": bool, "version": str}
+        self.conn_serials = 0        # connections numbered in order of arrival
+        # Awaited (data_hook(server)) before each DATA is looked at: a test
+        # can hold replies; if the client goes away meanwhile, nothing is stored.
+        self.data_hook = None
 
     # --- SMTP hooks -------------------------------------------------------
     async def handle_MAIL(self, server, session, envelope, address, options):
@@ -100,6 +106,8 @@ class Handler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if self.data_hook is not None:
+            await self.data_hook(server)
         act = self.take_fault("dot", server)
         if act is not None:
             reply = await self._dot_fault(act, server, session, envelope)
@@ -304,6 +312,8 @@ class FaultySMTP(CountingSMTP):
         if first:
             with self.event_handler.lock:
                 self.event_handler.open_connections += 1
+                self.event_handler.conn_serials += 1
+                self.conn_serial = self.event_handler.conn_serials
             # A "body" stall must block the client's writes: keep the
             # receive window small (set before any data flows).
             f = self.event_handler.faults.get("body")
@@ -316,6 +326,19 @@ class FaultySMTP(CountingSMTP):
         with self.event_handler.lock:
             self.event_handler.open_connections -= 1
         super().connection_lost(error)
+
+    def note_tls(self):
+        """Record each TLS connection once, at its first EHLO: the
+        server's own view of whether the client resumed a session."""
+        if getattr(self, "_tls_noted", False) or self.transport is None:
+            return
+        obj = self.transport.get_extra_info("ssl_object")
+        if obj is None:
+            return
+        self._tls_noted = True
+        with self.event_handler.lock:
+            self.event_handler.tls_sessions.append(
+                {"resumed": obj.session_reused, "version": obj.version()})
 
     # --- the actions ----------------------------------------------------------
     def _raw_transport(self):
@@ -470,6 +493,19 @@ for _name, _stage in (("smtp_EHLO", "ehlo"), ("smtp_AUTH", "auth"), ("smtp_MAIL"
     setattr(FaultySMTP, _name, _faulty_command(_name, _stage))
 
 
+def _noting_tls(base):
+    async def smtp_EHLO(self, arg):
+        self.note_tls()
+        await base(self, arg)
+    for attr in ("__smtp_syntax__", "__smtp_syntax_extended__", "__smtp_syntax_when__"):
+        if hasattr(base, attr):
+            setattr(smtp_EHLO, attr, getattr(base, attr))
+    return smtp_EHLO
+
+
+FaultySMTP.smtp_EHLO = _noting_tls(FaultySMTP.smtp_EHLO)
+
+
 class RandomFaults:
     """A Handler.chooser: each transaction (decided at MAIL) meets a fault
     with probability `rate`, at a stage drawn from `stages` and an action
@@ -515,7 +551,10 @@ class Smarthost:
     """One listening smarthost. tls: "none", "starttls" or "smtps"."""
 
     def __init__(self, tls="none", cert=None, key=None, users=None, port=0,
-                 require_tls=True, outdir=None, host="127.0.0.1", extra=None):
+                 require_tls=True, outdir=None, host="127.0.0.1", extra=None,
+                 tickets=True, max_tls=None):
+        """tickets=False: no session tickets (TLS 1.2 or 1.3), so no
+        resumption; max_tls: an ssl.TLSVersion to stop at."""
         self.handler = Handler(users, outdir)
         self.host = host
         self.port = port or _free_port(host)
@@ -527,6 +566,11 @@ class Smarthost:
         if tls in ("starttls", "smtps"):
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ctx.load_cert_chain(cert, key)
+            if not tickets:
+                ctx.options |= ssl.OP_NO_TICKET
+                ctx.num_tickets = 0
+            if max_tls is not None:
+                ctx.maximum_version = max_tls
         if tls == "starttls":
             kwargs.update(tls_context=ctx, require_starttls=True)
         if tls == "smtps":
