@@ -69,6 +69,19 @@ privileged(void)
 	return getegid() != getgid() || geteuid() != getuid();
 }
 
+static int separate_always;     /* $RELAYQ_PRIVSEP=always, unprivileged */
+
+/*
+ * Parse the caller's input in a separated child (privsep.h)? Only when
+ * there is a privilege to keep from it: setgid, and a caller other than
+ * root (root could read everything anyway).
+ */
+static int
+separate(void)
+{
+	return separate_always || (privileged() && getuid() != 0);
+}
+
 /* Give up the setgid group for good: the caller named a file of its own. */
 static void
 drop_privileges(void)
@@ -160,6 +173,9 @@ sanitize_process(void)
 
 	if (!privileged() && conf != NULL)
 		have_override = str_copy(override, conf, sizeof(override)) == 0;
+	/* Tests: the separated front end even without privilege to drop. */
+	if (!privileged() && (conf = getenv("RELAYQ_PRIVSEP")) != NULL)
+		separate_always = strcmp(conf, "always") == 0;
 	/* A TZ too long to keep whole is dropped, never cut short. */
 	if (tz != NULL && strstr(tz, "..") == NULL &&
 	    str_copy(keep_tz, tz, sizeof(keep_tz)) < 0)
@@ -294,7 +310,7 @@ do_submit(const struct config *cfg, const struct request *req)
 	struct err err;
 	int code;
 
-	code = privsep_run(cfg, submit_child, &a, queued, &d, &err);
+	code = privsep_run(cfg, separate(), submit_child, &a, queued, &d, &err);
 	/*
 	 * Once the message is durable the answer is 0, whatever became of the
 	 * child: a caller told otherwise would send it again.
@@ -374,7 +390,7 @@ do_smtp(const struct config *cfg, const struct request *req)
 
 	signal(SIGPIPE, SIG_IGN);
 	protect_smtp_stream();
-	code = privsep_run(cfg, smtp_child, &a, queued, &d, &err);
+	code = privsep_run(cfg, separate(), smtp_child, &a, queued, &d, &err);
 	if (code < 0) {
 		strlist_free(&d.ids);
 		log_warn("-bs session: %s", err.msg);

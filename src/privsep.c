@@ -40,9 +40,12 @@ struct spool {
 	int queue_open;
 	struct queue_tx tx;
 	int tx_open;
+	privsep_commit_fn committed;  /* direct, in process: after a commit */
+	void *carg;
 	/* brokered */
 	int sock;
 	int datafd;
+	int begin_sent;              /* FR_BEGIN out, its answer not read */
 };
 
 /* --- direct access --------------------------------------------------------- */
@@ -95,6 +98,8 @@ direct_commit(struct spool *s, struct envelope *env, struct err *err)
 	rc = queue_tx_commit(&s->tx, env, err);
 	queue_tx_abort(&s->tx);         /* closes; removes only if not committed */
 	s->tx_open = 0;
+	if (rc == 0 && s->committed != NULL)
+		s->committed(env->id, s->carg);
 	return rc;
 }
 
@@ -230,10 +235,11 @@ broker_begin(struct spool *s, char id[QID_LEN + 1], int *datafd, struct err *err
 {
 	struct buf body;
 	uint32_t type;
-	int fd = -1, rc;
+	int fd = -1, rc, asked = s->begin_sent;
 
+	s->begin_sent = 0;
 	buf_init(&body, FRAME_MAX);
-	if (send_frame(s->sock, FR_BEGIN, NULL, 0, -1) < 0 ||
+	if ((!asked && send_frame(s->sock, FR_BEGIN, NULL, 0, -1) < 0) ||
 	    recv_frame(s->sock, &type, &body, &fd) <= 0) {
 		buf_free(&body);
 		return err_set(err, ERR_TEMP, "lost the queue writer process");
@@ -277,6 +283,15 @@ broker_commit(struct spool *s, struct envelope *env, struct err *err)
 	buf_free(&text);
 	buf_free(&body);
 	return rc;
+}
+
+void
+spool_prefetch(struct spool *s)
+{
+	if (!s->brokered || s->begin_sent)
+		return;
+	if (send_frame(s->sock, FR_BEGIN, NULL, 0, -1) == 0)
+		s->begin_sent = 1;      /* else spool_begin() finds out */
 }
 
 int
@@ -418,12 +433,22 @@ out:
 }
 
 int
-privsep_run(const struct config *cfg, privsep_child_fn child, void *arg,
-    privsep_commit_fn committed, void *carg, struct err *err)
+privsep_run(const struct config *cfg, int separate, privsep_child_fn child,
+    void *arg, privsep_commit_fn committed, void *carg, struct err *err)
 {
 	int sv[2], status;
 	pid_t pid;
 
+	if (!separate) {
+		struct spool *s = spool_direct(cfg->queue_dir);
+		int code;
+
+		s->committed = committed;
+		s->carg = carg;
+		code = child(s, arg);
+		spool_free(s);
+		return code;
+	}
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
 		return err_sys(err, ERR_OS, "socketpair");
 	fflush(stdout);

@@ -29,6 +29,12 @@ void spool_free(struct spool *s);
 /* A new queue file: its id and a descriptor to write the message to. */
 int spool_begin(struct spool *s, char id[QID_LEN + 1], int *datafd,
                 struct err *err);
+/*
+ * Ask for the next queue file now and take the answer at spool_begin():
+ * the parent creates it while the caller does other work. No-op for
+ * direct access or when a request is already out.
+ */
+void spool_prefetch(struct spool *s);
 /* Commit env (env->id is the begun id); env->size is set here. */
 int spool_commit(struct spool *s, struct envelope *env, struct err *err);
 /* Throw away the begun file (no-op when nothing is open). */
@@ -43,8 +49,13 @@ typedef void (*privsep_commit_fn)(const char *qid, void *arg);
  * Run child(spool, arg) separated as described above; committed(qid,
  * carg) is called in the parent for every message made durable. Returns
  * the child's exit code, or -1 with err if the separation itself failed.
+ * With separate 0 (nothing to separate: no setgid privilege, or a root
+ * caller, whom no child could be kept from) child runs in this process on
+ * a direct spool, and committed is called the same way: a fork, a
+ * socketpair and every message's round trips less.
  */
-int privsep_run(const struct config *cfg, privsep_child_fn child, void *arg,
-                privsep_commit_fn committed, void *carg, struct err *err);
+int privsep_run(const struct config *cfg, int separate, privsep_child_fn child,
+                void *arg, privsep_commit_fn committed, void *carg,
+                struct err *err);
 
 #endif

@@ -335,6 +335,9 @@ submit_message(const struct config *cfg, struct spool *spool,
 	struct msg_input in;
 	int rc;
 
+	/* The queue file is made while this process looks up its caller. */
+	if (spool != NULL)
+		spool_prefetch(spool);
 	msg_input_init(&in, infd);
 	rc = submit(cfg, spool, &sub, &in, &res, err);
 	msg_input_free(&in);

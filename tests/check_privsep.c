@@ -271,7 +271,7 @@ static int
 run(privsep_child_fn child, void *arg, int *calls, struct err *err)
 {
 	*calls = 0;
-	return privsep_run(cfg, child, arg, on_commit, calls, err);
+	return privsep_run(cfg, 1, child, arg, on_commit, calls, err);
 }
 
 /* ---- (a) a valid message is committed ------------------------------------ */
@@ -848,7 +848,7 @@ START_TEST(setgid_caller_loses_the_group)
 		    setresgid(CALLER_ID, PRIV_GID, PRIV_GID) < 0 ||
 		    setresuid(CALLER_ID, CALLER_ID, CALLER_ID) < 0)
 			_exit(90);
-		rc = privsep_run(cfg, child_creds, &a, on_commit, &calls, &err);
+		rc = privsep_run(cfg, 1, child_creds, &a, on_commit, &calls, &err);
 		if (rc != 0)
 			_exit(91);
 		/* The parent kept its group: it can still write the spool. */

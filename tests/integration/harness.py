@@ -38,7 +38,8 @@ def wrapper():
 class Spool:
     """A temporary queue directory plus config file."""
 
-    def __init__(self, extra_config="", smarthosts=""):
+    def __init__(self, extra_config="", smarthosts="", separate=True):
+        self.separate = separate
         self.root = tempfile.mkdtemp(prefix="relayq-test-")
         self.queue = os.path.join(self.root, "queue")
         self.config = os.path.join(self.root, "relayq.conf")
@@ -72,6 +73,10 @@ class Spool:
     def environ(self, env=None):
         e = dict(os.environ)
         e["RELAYQ_CONFIG"] = self.config
+        # Parse in the separated child as a setgid install does for users;
+        # unprivileged (and for root) relayq has nothing to separate and
+        # parses in one process: the *InProcess test classes.
+        e["RELAYQ_PRIVSEP"] = "always" if self.separate else "no"
         e.setdefault("TZ", "UTC")
         if env:
             e.update(env)
@@ -172,9 +177,10 @@ class SpoolTest(unittest.TestCase):
     """Base class: a fresh spool per test."""
 
     extra_config = ""
+    separate = True        # see Spool.environ
 
     def setUp(self):
-        self.spool = Spool(self.extra_config)
+        self.spool = Spool(self.extra_config, separate=self.separate)
 
     def tearDown(self):
         self.spool.cleanup()

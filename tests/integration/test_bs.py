@@ -300,5 +300,17 @@ class BsDelivery(RelayTest):
         self.assertIn(b"Subject: second\r\n", m.data)
 
 
+class BsQueueInProcess(BsQueue):
+    """The same, parsed in the one process: relayq has no privilege to
+    separate (not setgid, or run by root)."""
+    separate = False
+
+
+class BsDeliveryInProcess(BsDelivery):
+    """The same, parsed in the one process: relayq has no privilege to
+    separate (not setgid, or run by root)."""
+    separate = False
+
+
 if __name__ == "__main__":
     main()

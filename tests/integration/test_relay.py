@@ -403,5 +403,11 @@ class DeliveryPaths(RelayTest):
             self.assertIn(b"queue daemon stopped", err)
 
 
+class DeliveryPathsInProcess(DeliveryPaths):
+    """The same, parsed in the one process: relayq has no privilege to
+    separate (not setgid, or run by root)."""
+    separate = False
+
+
 if __name__ == "__main__":
     main()

@@ -249,5 +249,17 @@ class ExitCodes(SpoolTest):
         self.assertIn(self.spool.config.encode(), p.stderr)
 
 
+class SubmitBasicsInProcess(SubmitBasics):
+    """The same, parsed in the one process: relayq has no privilege to
+    separate (not setgid, or run by root)."""
+    separate = False
+
+
+class ExitCodesInProcess(ExitCodes):
+    """The same, parsed in the one process: relayq has no privilege to
+    separate (not setgid, or run by root)."""
+    separate = False
+
+
 if __name__ == "__main__":
     main()
