@@ -37,4 +37,17 @@ void handoff_background(const struct handoff *h, const struct config *cfg,
 void handoff_foreground(const struct handoff *h, const struct config *cfg,
                         const struct strlist *ids, int report);
 
+/*
+ * -odi for a message from the command line, started before it is
+ * committed: relayq-deliver starts up, connects and logs in while the
+ * front end parses and commits, then delivers each id as it is added.
+ * finish() says there are no more and waits for the outcome (reported on
+ * stderr). NULL from start(): use handoff_foreground() instead.
+ */
+struct handoff_stream;
+struct handoff_stream *handoff_stream_start(const struct handoff *h,
+                                            const struct config *cfg);
+void handoff_stream_add(struct handoff_stream *s, const char *qid);
+void handoff_stream_finish(struct handoff_stream *s);
+
 #endif

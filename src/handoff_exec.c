@@ -25,6 +25,7 @@
 
 #include "handoff.h"
 #include "log.h"
+#include "queue.h"
 
 #define DELIVER_NAME "relayq-deliver"
 #define MAX_VERBOSE  4           /* -v flags passed on */
@@ -91,9 +92,13 @@ deliver_argv(const struct handoff *h, char *const *ids, size_t n)
 	return av;
 }
 
-/* Start relayq-deliver; quiet sends its stdout and stderr to /dev/null. */
+/*
+ * Start relayq-deliver; quiet sends its stdout and stderr to /dev/null;
+ * infd (>= 0) becomes its stdin.
+ */
 static pid_t
-spawn_deliver(const struct handoff *h, char **av, int detach, int quiet)
+spawn_deliver(const struct handoff *h, char **av, int detach, int quiet,
+    int infd)
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
@@ -102,12 +107,21 @@ spawn_deliver(const struct handoff *h, char **av, int detach, int quiet)
 	pid_t pid = -1;
 	int rc;
 
+	sigset_t dfl;
+
 	posix_spawn_file_actions_init(&fa);
 	posix_spawnattr_init(&attr);
+	/* The front end may ignore SIGPIPE (-bs, a stream); its child not. */
+	sigemptyset(&dfl);
+	sigaddset(&dfl, SIGPIPE);
+	posix_spawnattr_setsigdefault(&attr, &dfl);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF |
+	    (detach ? POSIX_SPAWN_SETSID : 0));
+	if (infd >= 0)
+		posix_spawn_file_actions_adddup2(&fa, infd, STDIN_FILENO);
 	if (detach) {
 		posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null",
 		    O_RDONLY, 0);
-		posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
 	}
 	if (quiet) {
 		posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null",
@@ -164,7 +178,7 @@ handoff_background(const struct handoff *h, const struct config *cfg,
 
 	(void)cfg;
 	reap_background();
-	pid = spawn_deliver(h, av, 1, 1);
+	pid = spawn_deliver(h, av, 1, 1, -1);
 	free(av);
 	if (pid < 0)
 		log_warn("%s: not delivered now, it waits for the next queue run",
@@ -185,7 +199,7 @@ handoff_foreground(const struct handoff *h, const struct config *cfg,
 		return;
 	fflush(NULL);
 	av = deliver_argv(h, ids->v, ids->n);
-	pid = spawn_deliver(h, av, 0, !report);
+	pid = spawn_deliver(h, av, 0, !report, -1);
 	free(av);
 	if (pid < 0) {
 		log_user("delivery not started (the message stays queued)");
@@ -193,4 +207,62 @@ handoff_foreground(const struct handoff *h, const struct config *cfg,
 	}
 	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
 		;
+}
+
+/* relayq-deliver reading ids from a pipe (see handoff.h). */
+struct handoff_stream {
+	pid_t pid;
+	int fd;                      /* the pipe's write end; -1 once broken */
+};
+
+struct handoff_stream *
+handoff_stream_start(const struct handoff *h, const struct config *cfg)
+{
+	char *ids[1] = { (char *)"-" };
+	struct handoff_stream *s;
+	char **av;
+	int p[2];
+
+	(void)cfg;
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return NULL;
+	/* A delivery process that is gone must not kill us with SIGPIPE. */
+	signal(SIGPIPE, SIG_IGN);
+	fflush(NULL);
+	av = deliver_argv(h, ids, 1);
+	s = xcalloc(1, sizeof(*s));
+	s->pid = spawn_deliver(h, av, 0, 0, p[0]);
+	free(av);
+	close(p[0]);
+	if (s->pid < 0) {
+		close(p[1]);
+		free(s);
+		return NULL;
+	}
+	s->fd = p[1];
+	return s;
+}
+
+void
+handoff_stream_add(struct handoff_stream *s, const char *qid)
+{
+	char line[QID_LEN + 2];
+	int n = snprintf(line, sizeof(line), "%s\n", qid);
+
+	if (s->fd >= 0 && (n < 0 || write_all(s->fd, line, (size_t)n) < 0)) {
+		log_warn("%s: not delivered now, it waits for the next queue run",
+		    qid);
+		close(s->fd);
+		s->fd = -1;
+	}
+}
+
+void
+handoff_stream_finish(struct handoff_stream *s)
+{
+	if (s->fd >= 0)
+		close(s->fd);
+	while (waitpid(s->pid, NULL, 0) < 0 && errno == EINTR)
+		;
+	free(s);
 }

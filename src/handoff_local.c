@@ -169,10 +169,22 @@ deliver_ids(const struct config *cfg, char *const *ids, size_t n, int report)
 	}
 }
 
-/* --deliver ID...: what -odi does after queuing; exit 0 either way. */
+/*
+ * --deliver ID...: what -odi does after queuing; exit 0 either way.
+ * --deliver -: the ids come on stdin, one per line, as the front end
+ * commits them (handoff_stream_start).
+ */
 static int
 do_deliver(const struct config *cfg, const struct request *req)
 {
+	if (req->nrcpts == 1 && strcmp(req->rcpts[0], "-") == 0) {
+		struct run_stats st;
+		struct err err;
+
+		if (runner_deliver_stream(cfg, STDIN_FILENO, 1, &st, &err) < 0)
+			log_user("delivery: %s (the message stays queued)", err.msg);
+		return EX_OK;
+	}
 	for (int i = 0; i < req->nrcpts; i++)
 		if (!qid_valid(req->rcpts[i])) {
 			char esc[64];
@@ -245,4 +257,34 @@ handoff_background(const struct handoff *h, const struct config *cfg,
 	if (runner_run(cfg, &o, &st, &err) < 0)
 		log_error("%s: %s", qid, err.msg);
 	_exit(0);
+}
+
+/* In this process there is nothing to overlap: deliver at the end. */
+struct handoff_stream {
+	const struct config *cfg;
+	struct strlist ids;
+};
+
+struct handoff_stream *
+handoff_stream_start(const struct handoff *h, const struct config *cfg)
+{
+	struct handoff_stream *s = xcalloc(1, sizeof(*s));
+
+	(void)h;
+	s->cfg = cfg;
+	return s;
+}
+
+void
+handoff_stream_add(struct handoff_stream *s, const char *qid)
+{
+	strlist_add(&s->ids, qid);
+}
+
+void
+handoff_stream_finish(struct handoff_stream *s)
+{
+	deliver_ids(s->cfg, s->ids.v, s->ids.n, 1);
+	strlist_free(&s->ids);
+	free(s);
 }

@@ -253,6 +253,7 @@ struct deliveries {
 	const struct config *cfg;
 	enum delivery_mode mode;
 	struct strlist ids;          /* foreground: delivered at the end */
+	struct handoff_stream *stream;   /* or as each is committed */
 	unsigned committed;          /* messages made durable */
 };
 
@@ -268,7 +269,10 @@ queued(const char *qid, void *arg)
 		handoff_background(&self, d->cfg, qid);
 		break;
 	case DELIVERY_FOREGROUND:
-		strlist_add(&d->ids, qid);
+		if (d->stream != NULL)
+			handoff_stream_add(d->stream, qid);
+		else
+			strlist_add(&d->ids, qid);
 		break;
 	case DELIVERY_QUEUE:
 		queue_poke(d->cfg->queue_dir);
@@ -310,6 +314,9 @@ do_submit(const struct config *cfg, const struct request *req)
 	struct err err;
 	int code;
 
+	/* -odi: relayq-deliver connects while the message is committed. */
+	if (d.mode == DELIVERY_FOREGROUND)
+		d.stream = handoff_stream_start(&self, cfg);
 	code = privsep_run(cfg, separate(), submit_child, &a, queued, &d, &err);
 	/*
 	 * Once the message is durable the answer is 0, whatever became of the
@@ -320,6 +327,8 @@ do_submit(const struct config *cfg, const struct request *req)
 		    "an error (%s); exit status 0", code < 0 ? err.msg : "see above");
 		code = EX_OK;
 	}
+	if (d.stream != NULL)
+		handoff_stream_finish(d.stream);
 	if (code < 0) {
 		strlist_free(&d.ids);
 		return log_failure(&err);

@@ -191,8 +191,12 @@ resolve(const char *host, int port, struct addrinfo **res, struct err *err)
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_protocol = IPPROTO_TCP;
-	hints.ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG;
 	str_fmt(service, sizeof(service), "%d", port);
+	/* An address literal needs no lookup, nor the interface list. */
+	hints.ai_flags = AI_NUMERICSERV | AI_NUMERICHOST;
+	if (getaddrinfo(host, service, &hints, res) == 0)
+		return 0;
+	hints.ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG;
 	rc = getaddrinfo(host, service, &hints, res);
 	if (rc == EAI_NONAME
 #ifdef EAI_ADDRFAMILY

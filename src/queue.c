@@ -128,6 +128,7 @@ queue_open(struct queue *q, const char *dir, int create, struct err *err)
 	size_t i;
 
 	q->dir = NULL;
+	q->lazy_removal = q->removed = 0;
 	if (dir == NULL || *dir == '\0')
 		return err_set(err, ERR_CONFIG, "queue directory not set");
 	if (strlen(dir) > QPATH_MAX - 64)
@@ -605,7 +606,9 @@ queue_remove(struct queue *q, struct qentry *e, struct err *err)
 		queue_unlock(e);
 		return -1;
 	}
-	if (fsync_subdir(q, "env") < 0)
+	if (q->lazy_removal)
+		q->removed = 1;
+	else if (fsync_subdir(q, "env") < 0)
 		rc = err_sys(err, ERR_TEMP, "fsync %s/env", q->dir);
 	qpath(q, path, sizeof(path), "data/%s", e->id);
 	/*
@@ -616,6 +619,14 @@ queue_remove(struct queue *q, struct qentry *e, struct err *err)
 		log_warn("%s: remove %s: %s", e->id, path, strerror(errno));
 	queue_unlock(e);
 	return rc;
+}
+
+void
+queue_sync_removals(struct queue *q)
+{
+	if (q->removed && fsync_subdir(q, "env") < 0)
+		log_warn("fsync %s/env: %s", q->dir, strerror(errno));
+	q->removed = 0;
 }
 
 int

@@ -24,6 +24,8 @@
 
 struct queue {
 	char *dir;
+	int lazy_removal;          /* queue_remove leaves env/'s fsync to */
+	int removed;               /* queue_sync_removals (a queue run)   */
 };
 
 /* Validate an id from disk or argv before it becomes part of a path. */
@@ -117,6 +119,13 @@ int queue_update(struct queue *q, struct qentry *e, struct err *err);
  * on failure; e->env stays loaded.
  */
 int queue_remove(struct queue *q, struct qentry *e, struct err *err);
+/*
+ * With q->lazy_removal set, queue_remove does not fsync env/ for each
+ * entry; this does it once, for all of them (a queue run, at its end). A
+ * removal lost to a crash before then only means the message is sent
+ * again: a duplicate, never a loss.
+ */
+void queue_sync_removals(struct queue *q);
 /*
  * Permanently failed: link (or copy) data/ID to failed/ID.data, rename
  * env/ID to failed/ID.env (the commit point), fsync, then unlink data/ID

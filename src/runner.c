@@ -371,6 +371,7 @@ run_worker(const struct config *cfg, struct queue *q, const struct strlist *ids,
 			run_claimed(cfg, q, relay, ids, o, sh, &sh->st[k]);
 		relay_free(relay);
 	}
+	queue_sync_removals(q);
 	fflush(NULL);
 	_exit(0);
 }
@@ -512,6 +513,7 @@ runner_run(const struct config *cfg, const struct run_opts *o,
 			return -1;
 		}
 	}
+	q.lazy_removal = 1;         /* one fsync of env/ for the run's removals */
 	relay = relay_new(cfg);
 	nsessions = o->only_id != NULL ? 1 :
 	    sessions_wanted(&q, &ids, o, max_sessions(cfg));
@@ -522,6 +524,7 @@ runner_run(const struct config *cfg, const struct run_opts *o,
 			run_entry(cfg, &q, relay, ids.v[i], o, st);
 	}
 	relay_free(relay);
+	queue_sync_removals(&q);
 	strlist_free(&ids);
 	queue_close(&q);
 	return 0;
@@ -585,4 +588,94 @@ runner_daemon(const struct config *cfg, long interval, struct err *err)
 	close(fd);
 	log_info("queue daemon stopped");
 	return 0;
+}
+
+/* Lines from a descriptor, buffered; a line too long is cut and flagged. */
+struct line_reader {
+	int fd, eof;
+	size_t off, len;
+	char buf[512];
+};
+
+/* The next line into line (at most size - 1 bytes); 0 at end of file. */
+static int
+next_line(struct line_reader *lr, char *line, size_t size, int *toolong)
+{
+	size_t n = 0;
+	int any = 0;
+
+	*toolong = 0;
+	for (;;) {
+		if (lr->off == lr->len) {
+			ssize_t r;
+
+			if (lr->eof)
+				break;
+			r = read(lr->fd, lr->buf, sizeof(lr->buf));
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r <= 0) {
+				lr->eof = 1;
+				break;
+			}
+			lr->off = 0;
+			lr->len = (size_t)r;
+		}
+		any = 1;
+		if (lr->buf[lr->off] == '\n') {
+			lr->off++;
+			break;
+		}
+		if (n + 1 < size)
+			line[n++] = lr->buf[lr->off];
+		else
+			*toolong = 1;
+		lr->off++;
+	}
+	line[n] = '\0';
+	return any;
+}
+
+int
+runner_deliver_stream(const struct config *cfg, int fd, int report,
+    struct run_stats *st, struct err *err)
+{
+	struct run_opts o = { .force = 1, .report = report };
+	struct line_reader lr = { .fd = fd };
+	char line[QID_LEN + 2];
+	struct relay *relay;
+	struct queue q;
+	int toolong, opened = 0, rc = 0;
+
+	memset(st, 0, sizeof(*st));
+	relay = relay_new(cfg);
+	/* A failure here is every message's deferral reason, below. */
+	(void)relay_connect(relay);
+	while (rc == 0 && next_line(&lr, line, sizeof(line), &toolong)) {
+		if (toolong || !qid_valid(line)) {
+			log_error("--deliver: not a queue id on input");
+			st->errors++;
+			continue;
+		}
+		/* Opened at the first id: a first submission makes the queue. */
+		if (!opened) {
+			if (queue_open(&q, cfg->queue_dir, 0, err) < 0) {
+				rc = -1;
+				break;
+			}
+			opened = 1;
+			q.lazy_removal = 1;
+			if (spool_writable(cfg->queue_dir, err) < 0) {
+				rc = -1;
+				break;
+			}
+		}
+		run_entry(cfg, &q, relay, line, &o, st);
+	}
+	relay_free(relay);
+	if (opened) {
+		queue_sync_removals(&q);
+		queue_close(&q);
+	}
+	return rc;
 }

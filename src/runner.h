@@ -25,4 +25,14 @@ int runner_run(const struct config *cfg, const struct run_opts *o,
                struct run_stats *st, struct err *err);
 /* Run every interval seconds (and when poked) until SIGTERM/SIGINT. */
 int runner_daemon(const struct config *cfg, long interval, struct err *err);
+/*
+ * -odi: open the relay session at once, then deliver each queue id read
+ * from fd (one per line) as it arrives, until end of file. The front end
+ * starts this before its commit, so that starting up, connecting and the
+ * TLS handshake overlap the commit's fsyncs. A malformed line is reported
+ * and skipped.
+ */
+int runner_deliver_stream(const struct config *cfg, int fd, int report,
+                          struct run_stats *st, struct err *err);
+
 #endif

@@ -24,6 +24,7 @@ import base64
 import hashlib
 import hmac
 import json
+import errno
 import os
 import random
 import socket
@@ -576,15 +577,28 @@ class Smarthost:
         if tls == "smtps":
             # aiosmtpd only knows STARTTLS as "TLS"; the socket is TLS already.
             kwargs.update(auth_require_tls=False)
-        self.controller = _Controller(self.handler, hostname=host, port=self.port,
-                                      ssl_context=ctx if tls == "smtps" else None, **kwargs)
+        self._auto_port = not port
+        self._make = lambda p: _Controller(self.handler, hostname=host, port=p,
+                                           ssl_context=ctx if tls == "smtps" else None,
+                                           **kwargs)
+        self.controller = self._make(self.port)
 
     @property
     def messages(self):
         return self.handler.messages
 
     def start(self):
-        self.controller.start()
+        # A port found free can be taken by a parallel test before we bind
+        # it: then take another one.
+        for attempt in range(10):
+            try:
+                self.controller.start()
+                break
+            except OSError as e:
+                if not self._auto_port or e.errno != errno.EADDRINUSE or attempt == 9:
+                    raise
+                self.port = _free_port(self.host)
+                self.controller = self._make(self.port)
         self.handler.connections = 0   # forget the controller's own probe
         return self
 

@@ -376,6 +376,45 @@ class RetryAndBounce(RelayTest):
 
 class DeliveryPaths(RelayTest):
 
+    def test_odi_delivers_before_exit(self):
+        """-odi: relayq-deliver, started before the commit, connects while
+        the message is committed and delivers it before sendmail exits."""
+        self.configure()
+        p = self.submit(["-odi", "-i", "rcpt@example.org"], MSG)
+        self.assertExit(p, 0)
+        self.assertEqual(len(self.server.messages), 1)
+        self.assertEqual(self.server.handler.connections, 1)
+        self.assertQueueEmpty()
+
+    def test_odi_with_a_refused_message_ends_at_once(self):
+        """The delivery process started early learns that nothing was
+        queued (end of its input) and ends: no hang, nothing sent."""
+        self.configure()
+        p = self.submit(["-odi", "-i", "not an address"], MSG, timeout=30)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertEqual(self.server.messages, [])
+        self.assertQueueEmpty()
+
+    def test_odi_with_the_smarthost_down_keeps_the_message(self):
+        self.configure(smarthosts=self.smarthost_conf(port="1", connect_timeout="2s"))
+        p = self.submit(["-odi", "-i", "rcpt@example.org"], MSG)
+        self.assertExit(p, 0)
+        self.assertIn(b"deferred, will retry", p.stderr)
+        self.assertEqual(len(self.spool.ids()), 1)
+
+    def test_deliver_reads_ids_from_stdin(self):
+        """relayq --deliver -: ids one per line; a malformed line is
+        reported and skipped, the others are delivered."""
+        self.configure()
+        qid = self.queue()
+        p = self.spool.run(["--deliver", "-"], argv0="relayq",
+                           input=b"../../etc/passwd\n" + b"X" * 600 + b"\n" +
+                           qid.encode() + b"\n")
+        self.assertExit(p, 0)
+        self.assertEqual(p.stderr.count(b"not a queue id"), 2, p.stderr)
+        self.assertEqual(len(self.server.messages), 1)
+        self.assertQueueEmpty()
+
     def test_background_is_default(self):
         self.configure("delivery = background\n")
         p = self.submit(["-i", "rcpt@example.org"], MSG)

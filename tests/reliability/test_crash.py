@@ -28,8 +28,9 @@ from common import (RelSpool, spool_config, start_server, make_message, copies, 
                     SENDER, RCPT)
 
 # How many of these a run makes depends on timing (a reply read at once, or
-# EAGAIN, poll and a second read): a kill point among them may not be reached.
-SOCKET_CALLS = ("recvfrom", "poll", "read", "recvmsg")
+# EAGAIN, poll and a second read; net.c sets TCP_QUICKACK before each
+# read): a kill point among them may not be reached.
+SOCKET_CALLS = ("recvfrom", "poll", "read", "recvmsg", "setsockopt")
 NOFILE = 64          # keeps relayq's start-up close() loop short for strace
 LINE_RE = re.compile(r"^(\d+)\s+(\w+)\((.*)$")
 QID_RE = re.compile(r"[0-9A-F]{17}")
