@@ -38,7 +38,7 @@ static size_t nbackground;
 
 /* relayq-deliver's path: see the top of this file. */
 static const char *
-deliver_path(const struct handoff *h, char *buf, size_t size)
+find_deliver(const struct handoff *h, char *buf, size_t size)
 {
 	char self[PATH_MAX];
 	ssize_t n;
@@ -57,6 +57,18 @@ deliver_path(const struct handoff *h, char *buf, size_t size)
 	    access(buf, X_OK) < 0)
 		return RELAYQ_DELIVER_PATH;
 	return buf;
+}
+
+/* The same for every hand-over of this process: found once. */
+static const char *
+deliver_path(const struct handoff *h)
+{
+	static char buf[PATH_MAX];
+	static const char *path;
+
+	if (path == NULL)
+		path = find_deliver(h, buf, sizeof(buf));
+	return path;
 }
 
 /* The test-only config override must reach relayq-deliver too. */
@@ -102,8 +114,7 @@ spawn_deliver(const struct handoff *h, char **av, int detach, int quiet,
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
-	char path[PATH_MAX];
-	const char *prog = deliver_path(h, path, sizeof(path));
+	const char *prog = deliver_path(h);
 	pid_t pid = -1;
 	int rc;
 
@@ -156,8 +167,7 @@ int
 handoff_mode(const struct handoff *h, const struct config *cfg,
     const struct request *req)
 {
-	char path[PATH_MAX];
-	const char *prog = deliver_path(h, path, sizeof(path));
+	const char *prog = deliver_path(h);
 
 	(void)cfg;
 	(void)req;

@@ -357,15 +357,8 @@ recover_prepared(struct queue *q, const char *id, const struct envelope *env,
 		unlink(penv);
 		return 1;
 	}
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		int e2 = errno;
-
-		close(fd);
-		if (e2 == EWOULDBLOCK)
-			return 0;
-		errno = e2;
-		return err_sys(err, ERR_TEMP, "lock %s", path);
-	}
+	if ((rc = try_lock(fd, path, err)) <= 0)
+		return rc;
 	rc = publish_prepared(q, bid, id, err);
 	close(fd);
 	if (rc < 0)
@@ -467,15 +460,8 @@ queue_lock(struct queue *q, const char *id, struct qentry *e, struct err *err)
 			}
 			return err_sys(err, ERR_TEMP, "open %s", path);
 		}
-		if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-			int e2 = errno;
-
-			close(fd);
-			if (e2 == EWOULDBLOCK)
-				return 0;
-			errno = e2;
-			return err_sys(err, ERR_TEMP, "lock %s", path);
-		}
+		if ((rc = try_lock(fd, path, err)) <= 0)
+			return rc;
 		if (fstat(fd, &fst) < 0) {
 			err_sys(err, ERR_TEMP, "fstat %s", path);
 			close(fd);

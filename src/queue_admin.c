@@ -54,7 +54,7 @@ lock_failed(struct queue *q, const char *id, int *fdp, struct err *err)
 {
 	char path[QPATH_MAX];
 	struct stat fst, pst;
-	int fd, e;
+	int fd, locked;
 
 	*fdp = -1;
 	qpath(q, path, sizeof(path), "failed/%s.env", id);
@@ -66,15 +66,8 @@ lock_failed(struct queue *q, const char *id, int *fdp, struct err *err)
 		    path);
 		return QOP_ERROR;
 	}
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		e = errno;
-		close(fd);
-		if (e == EWOULDBLOCK)
-			return QOP_BUSY;
-		errno = e;
-		err_sys(err, ERR_TEMP, "lock %s", path);
-		return QOP_ERROR;
-	}
+	if ((locked = try_lock(fd, path, err)) <= 0)
+		return locked == 0 ? QOP_BUSY : QOP_ERROR;
 	/* Removed or replaced before we had the lock: not ours any more. */
 	if (fstat(fd, &fst) < 0 || lstat(path, &pst) < 0 ||
 	    fst.st_ino != pst.st_ino || fst.st_dev != pst.st_dev) {

@@ -26,6 +26,11 @@ int cmp_str(const void *a, const void *b);
 /* rename that never replaces an existing target. */
 int rename_noreplace(const char *from, const char *to);
 int fsync_subdir(const struct queue *q, const char *sub);
+/*
+ * Lock fd without waiting: 1 locked; 0 someone else holds it, -1 error
+ * (err names path). On 0 and -1 fd is closed.
+ */
+int try_lock(int fd, const char *path, struct err *err);
 /* Create a new file for writing, locked, with exactly mode 0640. */
 int create_locked(const char *path);
 /* Write and fsync a whole buffer; on failure the file is closed and gone. */

@@ -97,6 +97,21 @@ fsync_subdir(const struct queue *q, const char *sub)
 	return fsync_dir(path);
 }
 
+int
+try_lock(int fd, const char *path, struct err *err)
+{
+	int e;
+
+	if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+		return 1;
+	e = errno;
+	close(fd);
+	if (e == EWOULDBLOCK)
+		return 0;
+	errno = e;
+	return err_sys(err, ERR_TEMP, "lock %s", path);
+}
+
 /* Create a new file for writing, locked, with exactly FILE_MODE. */
 int
 create_locked(const char *path)

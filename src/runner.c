@@ -424,9 +424,10 @@ wait_workers(const pid_t *pids, int n, struct run_share *sh,
  * (its sessions key, at most n); the rest exit. All sessions claim from
  * one index. When they are done, whatever none of them could take (every
  * smarthost failed, or the sessions died) is handled here as a single
- * session would: delivered, or deferred with the reason.
+ * session would: delivered, or deferred with the reason. -1 (nothing
+ * done) when the sessions cannot be set up: then one session does it all.
  */
-static void
+static int
 run_parallel(const struct config *cfg, struct queue *q, struct relay *relay,
     const struct strlist *ids, const struct run_opts *o, int n,
     struct run_stats *st)
@@ -448,11 +449,8 @@ run_parallel(const struct config *cfg, struct queue *q, struct relay *relay,
 		munmap(sh, sizeof(*sh));
 		sh = NULL;
 	}
-	if (sh == NULL) {
-		for (i = 0; i < ids->n && !stop_requested; i++)
-			run_entry(cfg, q, relay, ids->v[i], o, st);
-		return;
-	}
+	if (sh == NULL)
+		return -1;
 	atomic_init(&sh->next, 0);
 	atomic_init(&sh->sessions, 0);
 	atomic_init(&sh->stop, 0);
@@ -482,6 +480,7 @@ run_parallel(const struct config *cfg, struct queue *q, struct relay *relay,
 	    (i = atomic_fetch_add(&sh->next, 1)) < ids->n)
 		run_entry(cfg, q, relay, ids->v[i], o, st);
 	munmap(sh, sizeof(*sh));
+	return 0;
 }
 
 int
@@ -517,9 +516,8 @@ runner_run(const struct config *cfg, const struct run_opts *o,
 	relay = relay_new(cfg);
 	nsessions = o->only_id != NULL ? 1 :
 	    sessions_wanted(&q, &ids, o, max_sessions(cfg));
-	if (nsessions > 1) {
-		run_parallel(cfg, &q, relay, &ids, o, nsessions, st);
-	} else {
+	if (nsessions < 2 || run_parallel(cfg, &q, relay, &ids, o, nsessions,
+	    st) < 0) {
 		for (size_t i = 0; i < ids.n && !stop_requested; i++)
 			run_entry(cfg, &q, relay, ids.v[i], o, st);
 	}
