@@ -26,6 +26,24 @@
 #define COMMAND_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define COMMAND_ARGS_MAX 32
 
+/*
+ * An entry under way: its recipients in the current transaction and the
+ * session that transaction went out on. A queue run has at most two: the
+ * one whose "." awaits its reply, and the next.
+ */
+struct delivery {
+	struct qentry *e;           /* NULL: free */
+	int datafd;
+	size_t *idx, n;             /* env->rcpts[idx[i]] are in the transaction */
+	const char **rcpts, **orcpt;
+	unsigned *notify;
+	struct smtp_reply *rep;     /* their replies; code 0: none came */
+	struct smtp_msg m;
+	unsigned long session;      /* r->serial of the session it went out on */
+	int applied;                /* replies already turned into queue state */
+	char why[1024];             /* why the session ended under it */
+};
+
 struct relay {
 	const struct config *cfg;
 	struct tls_client **tls;        /* per smarthost, made on first use */
@@ -33,8 +51,22 @@ struct relay {
 	const struct smarthost *used;   /* the smarthost of that session */
 	int nth;                        /* session nth (0: first) of its run */
 	int all_down;                   /* every smarthost failed in this run */
+	unsigned long serial;           /* counts the sessions that ended */
+	struct delivery slot[2];
 	char down_reason[1024];
 };
+
+static void
+delivery_free(struct delivery *d)
+{
+	close(d->datafd);
+	free(d->idx);
+	free(d->rcpts);
+	free(d->orcpt);
+	free(d->notify);
+	free(d->rep);
+	memset(d, 0, sizeof(*d));
+}
 
 struct relay *
 relay_new(const struct config *cfg)
@@ -51,6 +83,9 @@ relay_free(struct relay *r)
 {
 	if (r == NULL)
 		return;
+	for (size_t i = 0; i < 2; i++)
+		if (r->slot[i].e != NULL)
+			delivery_free(&r->slot[i]);
 	if (r->session)
 		smtp_close(r->session);
 	for (size_t i = 0; i < r->cfg->nsmarthosts; i++)
@@ -318,96 +353,198 @@ apply_reply(const struct relay *r, struct qentry *e, struct rcpt *rc,
 	return 0;
 }
 
-/* One transaction for the recipients listed in idx; refills idx with the
- * ones to retry at once. Returns -1 if the session died. */
-static int
-relay_transaction(struct relay *r, struct qentry *e, int datafd, size_t *idx,
-    size_t *n)
+/* Rebuild the message for the recipients in d->idx[0 .. d->n - 1]. */
+static void
+msg_fill(struct delivery *d)
 {
-	struct envelope *env = &e->env;
-	const char **rcpts = xcalloc(*n, sizeof(*rcpts));
-	const char **orcpt = xcalloc(*n, sizeof(*orcpt));
-	unsigned *notify = xcalloc(*n, sizeof(*notify));
-	struct smtp_reply *rep = xcalloc(*n, sizeof(*rep));
-	struct smtp_msg m = {
+	const struct envelope *env = &d->e->env;
+
+	for (size_t i = 0; i < d->n; i++) {
+		d->rcpts[i] = env->rcpts[d->idx[i]].addr;
+		d->orcpt[i] = env->rcpts[d->idx[i]].orcpt;
+		d->notify[i] = env->rcpts[d->idx[i]].notify;
+		memset(&d->rep[i], 0, sizeof(d->rep[i]));
+	}
+	d->m = (struct smtp_msg){
 		.sender = env->sender, .eightbit = env->eightbit,
 		.smtputf8 = env->smtputf8, .envid = env->envid,
-		.ret = env->ret == RET_FULL ? "FULL" : env->ret == RET_HDRS ? "HDRS" : NULL,
-		.nrcpts = *n, .rcpts = rcpts, .notify = notify, .orcpt = orcpt,
-		.datafd = datafd, .size = env->size,
+		.ret = env->ret == RET_FULL ? "FULL" :
+		    env->ret == RET_HDRS ? "HDRS" : NULL,
+		.nrcpts = d->n, .rcpts = d->rcpts, .notify = d->notify,
+		.orcpt = d->orcpt, .datafd = d->datafd, .size = env->size,
 	};
-	struct err err;
-	size_t retry = 0;
-	int accepted = 0, rc;
+}
 
-	for (size_t i = 0; i < *n; i++) {
-		rcpts[i] = env->rcpts[idx[i]].addr;
-		orcpt[i] = env->rcpts[idx[i]].orcpt;
-		notify[i] = env->rcpts[idx[i]].notify;
+/* The session failed (err says how, for d): the next delivery opens
+ * another. */
+static void
+drop_session(struct relay *r, struct delivery *d, const struct err *err)
+{
+	if (d != NULL && d->why[0] == '\0')
+		str_copy(d->why, err->msg, sizeof(d->why));
+	smtp_close(r->session);
+	r->session = NULL;
+	r->serial++;
+}
+
+/* No session to be had: every recipient waits with the reason. */
+static void
+defer_all(struct relay *r, struct delivery *d)
+{
+	for (size_t i = 0; i < d->n; i++) {
+		struct rcpt *rc = &d->e->env.rcpts[d->idx[i]];
+
+		set_str(&rc->dsn, "4.4.1");
+		set_str(&rc->error, r->down_reason);
+		log_outcome(r, d->e, rc, "deferred", r->down_reason);
 	}
-	err.msg[0] = '\0';
-	if (lseek(datafd, 0, SEEK_SET) < 0) {
-		err_sys(&err, ERR_IO, "seek in data file");
-		rc = -1;
-	} else {
-		rc = smtp_send(r->session, &m, rep, &err);
+	set_str(&d->e->env.last_error, r->down_reason);
+	d->n = 0;
+}
+
+/* Send d's commands on the session, opening one first if need be. An
+ * error is d's to report later; relay_send starts it over once. */
+static void
+begin(struct relay *r, struct delivery *d)
+{
+	struct err err;
+
+	if (r->session == NULL && !r->all_down)
+		relay_open(r);
+	if (r->session == NULL) {
+		defer_all(r, d);
+		return;
 	}
-	for (size_t i = 0; i < *n; i++)
-		accepted |= rep[i].code >= 200 && rep[i].code < 300;
-	for (size_t i = 0; i < *n; i++)
-		if (apply_reply(r, e, &env->rcpts[idx[i]], &rep[i], accepted, err.msg))
-			idx[retry++] = idx[i];
-	if (rc < 0) {
-		set_str(&env->last_error, err.msg);
-		smtp_close(r->session);
-		r->session = NULL;
-		retry = 0;
+	msg_fill(d);
+	d->session = r->serial;
+	d->why[0] = '\0';
+	if (smtp_start(r->session, &d->m, d->rep, &err) < 0)
+		str_copy(d->why, err.msg, sizeof(d->why));
+}
+
+/* Turn the replies into queue state; the number to try again at once
+ * (452 "too many recipients" beside accepted ones) go first in idx. */
+static size_t
+apply_all(struct relay *r, struct delivery *d)
+{
+	struct envelope *env = &d->e->env;
+	size_t retry = 0;
+	int accepted = 0;
+
+	for (size_t i = 0; i < d->n; i++)
+		accepted |= d->rep[i].code >= 200 && d->rep[i].code < 300;
+	for (size_t i = 0; i < d->n; i++)
+		if (apply_reply(r, d->e, &env->rcpts[d->idx[i]], &d->rep[i],
+		    accepted, d->why))
+			d->idx[retry++] = d->idx[i];
+	if (d->why[0] != '\0') {
+		set_str(&env->last_error, d->why);
+		retry = 0;          /* the session died: the next run does them */
 	}
-	*n = retry;
-	free(rcpts);
-	free(orcpt);
-	free(notify);
-	free(rep);
-	return rc;
+	return retry;
+}
+
+static struct delivery *
+delivery_of(struct relay *r, const struct qentry *e)
+{
+	for (size_t i = 0; i < 2; i++)
+		if (r->slot[i].e == e)
+			return &r->slot[i];
+	return NULL;
 }
 
 int
-relay_deliver(struct relay *r, struct queue *q, struct qentry *e, struct err *err)
+relay_start(struct relay *r, struct queue *q, struct qentry *e,
+    struct err *err)
 {
 	struct envelope *env = &e->env;
-	size_t *idx, n = 0;
-	int datafd;
+	struct delivery *d = delivery_of(r, NULL);
+	size_t n = env->nrcpts ? env->nrcpts : 1;
 
-	if ((datafd = queue_open_data(q, e->id, err)) < 0)
+	if (d == NULL)
+		return err_set(err, ERR_INTERNAL, "%s: two deliveries already "
+		    "under way", e->id);
+	if ((d->datafd = queue_open_data(q, e->id, err)) < 0)
 		return -1;
+	d->e = e;
+	d->idx = xcalloc(n, sizeof(*d->idx));
+	d->rcpts = xcalloc(n, sizeof(*d->rcpts));
+	d->orcpt = xcalloc(n, sizeof(*d->orcpt));
+	d->notify = xcalloc(n, sizeof(*d->notify));
+	d->rep = xcalloc(n, sizeof(*d->rep));
+	d->n = 0;
+	d->applied = 0;
+	d->why[0] = '\0';
 	env->last_attempt = time(NULL);
-	idx = xcalloc(env->nrcpts, sizeof(*idx));
 	for (size_t i = 0; i < env->nrcpts; i++)
 		if (env->rcpts[i].status == RCPT_PENDING)
-			idx[n++] = i;
-	if (n > 0 && r->session == NULL && !r->all_down)
-		relay_open(r);
-	if (r->session == NULL) {
-		for (size_t i = 0; i < n; i++) {
-			struct rcpt *rc = &env->rcpts[idx[i]];
+			d->idx[d->n++] = i;
+	if (d->n > 0)
+		begin(r, d);
+	return 0;
+}
 
-			set_str(&rc->dsn, "4.4.1");
-			set_str(&rc->error, r->down_reason);
-			log_outcome(r, e, rc, "deferred", r->down_reason);
-		}
-		set_str(&env->last_error, r->down_reason);
-		n = 0;
+void
+relay_send(struct relay *r, struct qentry *e)
+{
+	struct delivery *d = delivery_of(r, e);
+	struct err err;
+	size_t retry;
+	int some_452 = 0;
+
+	if (d == NULL || d->n == 0)
+		return;
+	/* Its commands went out on a session that has ended (or broke)
+	 * before any of their replies was read: nothing of this message
+	 * reached the server's queue, so it starts over on a new one. */
+	if (d->session != r->serial || !smtp_usable(r->session)) {
+		if (r->session != NULL && d->session == r->serial)
+			drop_session(r, NULL, NULL);
+		begin(r, d);
+		if (d->n == 0)
+			return;
 	}
-	/* 452 "too many recipients": the rest go in another transaction. */
-	for (size_t round = 0; n > 0 && round < env->nrcpts; round++)
-		if (relay_transaction(r, e, datafd, idx, &n) < 0)
-			break;
+	if (smtp_data(r->session, &err) < 0) {
+		drop_session(r, d, &err);
+		return;
+	}
+	for (size_t i = 0; i < d->n; i++)
+		some_452 |= d->rep[i].code == 452;
+	if (!some_452)
+		return;         /* relay_finish reads the reply to "." */
+	/* 452 "too many recipients": the rest go in further transactions,
+	 * one at a time, before anything else is started. */
+	if (smtp_end(r->session, &err) < 0)
+		drop_session(r, d, &err);
+	for (size_t round = 0; (retry = apply_all(r, d)) > 0 &&
+	    round < e->env.nrcpts && r->session != NULL; round++) {
+		d->n = retry;
+		msg_fill(d);
+		if (smtp_send(r->session, &d->m, d->rep, &err) < 0)
+			drop_session(r, d, &err);
+	}
+	d->applied = 1;
+}
+
+void
+relay_finish(struct relay *r, struct qentry *e)
+{
+	struct delivery *d = delivery_of(r, e);
+	struct envelope *env = &e->env;
+	struct err err;
+
+	if (d == NULL)
+		return;
+	if (d->n > 0 && !d->applied) {
+		if (r->session != NULL && d->session == r->serial &&
+		    smtp_end(r->session, &err) < 0)
+			drop_session(r, d, &err);
+		(void)apply_all(r, d);
+	}
 	for (size_t i = 0; i < env->nrcpts; i++)
 		if (env->rcpts[i].status == RCPT_PENDING && env->rcpts[i].error) {
 			set_str(&env->last_error, env->rcpts[i].error);
 			break;
 		}
-	free(idx);
-	close(datafd);
-	return 0;
+	delivery_free(d);
 }

@@ -37,14 +37,25 @@ const struct smarthost *relay_smarthost(const struct relay *r);
 int relay_down(const struct relay *r);
 
 /*
- * Try to deliver a locked entry. Updates e->env in memory: recipients
- * accepted become RCPT_SENT, 5xx ones RCPT_FAILED (with dsn and error),
- * others stay RCPT_PENDING with the reason; env.last_error and
- * env.last_attempt are set. Logs one line per recipient outcome. Returns
- * -1 only when the data file cannot be read (err says why).
+ * Deliver a locked entry, in three steps so that a queue run overlaps
+ * messages on one session (smtp.h, smtp_start):
+ *
+ *   relay_start(next); relay_finish(last); relay_send(next); ...
+ *
+ * relay_start opens the data file and sends the entry's MAIL, RCPT and
+ * DATA (opening a session first if none is open); relay_send sends its
+ * content; relay_finish reads the reply to that and updates e->env in
+ * memory: recipients accepted become RCPT_SENT, 5xx ones RCPT_FAILED
+ * (with dsn and error), others stay RCPT_PENDING with the reason;
+ * env.last_error and env.last_attempt are set. Logs one line per
+ * recipient outcome. At most two entries may be under way. relay_start
+ * returns -1 only when the data file cannot be read (err says why); then
+ * the entry is not under way.
  */
-int relay_deliver(struct relay *r, struct queue *q, struct qentry *e,
-                  struct err *err);
+int relay_start(struct relay *r, struct queue *q, struct qentry *e,
+                struct err *err);
+void relay_send(struct relay *r, struct qentry *e);
+void relay_finish(struct relay *r, struct qentry *e);
 
 /* Fetch the secret for a smarthost (password, file or command). */
 int relay_secret(const struct smarthost *sh, struct buf *out, struct err *err);

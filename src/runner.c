@@ -205,46 +205,120 @@ is_due(const struct envelope *env, const struct run_opts *o, time_t now)
 	return !env->held && (o->force || env->next_attempt <= now);
 }
 
+/* An entry locked for delivery, from relay_start to relay_finish. */
+struct flight {
+	struct qentry e;
+	unsigned char *was_pending;
+};
+
+/*
+ * The deliveries of one session: the next entry's commands go out while
+ * the server still takes the last one's content (relay.h), so a run holds
+ * up to two entries. run_land() settles the last; it must be called
+ * before the run waits for anything else.
+ */
+struct run {
+	const struct config *cfg;
+	struct queue *q;
+	struct relay *relay;
+	const struct run_opts *o;
+	struct run_stats *st;
+	struct flight f[2];
+	struct flight *last;       /* content sent, outcome not yet read */
+};
+
+static void
+run_init(struct run *rn, const struct config *cfg, struct queue *q,
+    struct relay *relay, const struct run_opts *o, struct run_stats *st)
+{
+	memset(rn, 0, sizeof(*rn));
+	rn->cfg = cfg;
+	rn->q = q;
+	rn->relay = relay;
+	rn->o = o;
+	rn->st = st;
+}
+
+static void
+flight_end(struct run *rn, struct flight *f)
+{
+	if (rn->o->report)
+		report_outcome(&f->e.env, f->was_pending);
+	free(f->was_pending);
+	f->was_pending = NULL;
+	if (f->e.fd >= 0)
+		queue_unlock(&f->e);
+	envelope_free(&f->e.env);
+}
+
+/* Record on disk the outcome relay_finish read. */
+static void
+land(struct run *rn, struct flight *f)
+{
+	struct err err;
+
+	if (settle(rn->cfg, rn->q, &f->e, f->was_pending, rn->st, &err) < 0) {
+		log_error("%s: %s", f->e.id, err.msg);
+		rn->st->errors++;
+	}
+	flight_end(rn, f);
+}
+
+/* Read the outcome of the last entry sent and record it. */
+static void
+run_land(struct run *rn)
+{
+	struct flight *f = rn->last;
+
+	if (f == NULL)
+		return;
+	rn->last = NULL;
+	relay_finish(rn->relay, &f->e);
+	land(rn, f);
+}
+
 /* Deliver one entry if it is due (or forced) and not on hold. */
 static void
-run_entry(const struct config *cfg, struct queue *q, struct relay *relay,
-    const char *id, const struct run_opts *o, struct run_stats *st)
+run_entry(struct run *rn, const char *id)
 {
-	struct qentry e;
+	struct flight *f = rn->last == &rn->f[0] ? &rn->f[1] : &rn->f[0], *prev;
+	struct qentry *e = &f->e;
 	struct err err;
-	unsigned char *was_pending;
-	int locked = queue_lock(q, id, &e, &err);
+	int locked = queue_lock(rn->q, id, e, &err);
 
 	if (locked <= 0) {
 		if (locked < 0) {
 			log_error("%s: %s", id, err.msg);
-			st->errors++;
+			rn->st->errors++;
 		} else {
-			st->skipped++;
+			rn->st->skipped++;
 		}
 		return;
 	}
 	/* On hold: no run delivers it, forced or not, until it is released. */
-	if (!is_due(&e.env, o, time(NULL))) {
-		queue_unlock(&e);
-		envelope_free(&e.env);
-		st->skipped++;
+	if (!is_due(&e->env, rn->o, time(NULL))) {
+		queue_unlock(e);
+		envelope_free(&e->env);
+		rn->st->skipped++;
 		return;
 	}
-	was_pending = xcalloc(e.env.nrcpts ? e.env.nrcpts : 1, 1);
-	for (size_t i = 0; i < e.env.nrcpts; i++)
-		was_pending[i] = e.env.rcpts[i].status == RCPT_PENDING;
-	if (relay_deliver(relay, q, &e, &err) < 0 ||
-	    settle(cfg, q, &e, was_pending, st, &err) < 0) {
+	f->was_pending = xcalloc(e->env.nrcpts ? e->env.nrcpts : 1, 1);
+	for (size_t i = 0; i < e->env.nrcpts; i++)
+		f->was_pending[i] = e->env.rcpts[i].status == RCPT_PENDING;
+	if (relay_start(rn->relay, rn->q, e, &err) < 0) {
 		log_error("%s: %s", id, err.msg);
-		st->errors++;
+		rn->st->errors++;
+		flight_end(rn, f);
+		return;
 	}
-	if (o->report)
-		report_outcome(&e.env, was_pending);
-	free(was_pending);
-	if (e.fd >= 0)
-		queue_unlock(&e);
-	envelope_free(&e.env);
+	/* The last one's outcome, this one's content, then the disk work
+	 * for the last one while the server takes this one. */
+	if ((prev = rn->last) != NULL)
+		relay_finish(rn->relay, &prev->e);
+	relay_send(rn->relay, e);
+	rn->last = f;
+	if (prev != NULL)
+		land(rn, prev);
 }
 
 /*
@@ -330,21 +404,20 @@ sessions_wanted(struct queue *q, const struct strlist *ids,
  * out (every smarthost failed): then the others carry on without it.
  */
 static void
-run_claimed(const struct config *cfg, struct queue *q, struct relay *relay,
-    const struct strlist *ids, const struct run_opts *o,
-    struct run_share *sh, struct run_stats *st)
+run_claimed(struct run *rn, const struct strlist *ids, struct run_share *sh)
 {
 	for (;;) {
 		size_t i;
 
 		if (stop_requested)
 			atomic_store(&sh->stop, 1);
-		if (atomic_load(&sh->stop) || relay_down(relay))
-			return;
+		if (atomic_load(&sh->stop) || relay_down(rn->relay))
+			break;
 		if ((i = atomic_fetch_add(&sh->next, 1)) >= ids->n)
-			return;
-		run_entry(cfg, q, relay, ids->v[i], o, st);
+			break;
+		run_entry(rn, ids->v[i]);
 	}
+	run_land(rn);
 }
 
 /*
@@ -359,6 +432,7 @@ run_worker(const struct config *cfg, struct queue *q, const struct strlist *ids,
     const struct run_opts *o, struct run_share *sh, int k, int go)
 {
 	struct relay *relay;
+	struct run rn;
 	char c;
 
 	while (read(go, &c, 1) < 0 && errno == EINTR)
@@ -367,8 +441,9 @@ run_worker(const struct config *cfg, struct queue *q, const struct strlist *ids,
 	if (k < atomic_load(&sh->sessions)) {
 		relay = relay_new(cfg);
 		relay_set_nth(relay, k);
+		run_init(&rn, cfg, q, relay, o, &sh->st[k]);
 		if (relay_connect(relay) == 0)
-			run_claimed(cfg, q, relay, ids, o, sh, &sh->st[k]);
+			run_claimed(&rn, ids, sh);
 		relay_free(relay);
 	}
 	queue_sync_removals(q);
@@ -428,10 +503,9 @@ wait_workers(const pid_t *pids, int n, struct run_share *sh,
  * done) when the sessions cannot be set up: then one session does it all.
  */
 static int
-run_parallel(const struct config *cfg, struct queue *q, struct relay *relay,
-    const struct strlist *ids, const struct run_opts *o, int n,
-    struct run_stats *st)
+run_parallel(struct run *rn, const struct strlist *ids, int n)
 {
+	const struct config *cfg = rn->cfg;
 	const struct smarthost *used;
 	struct run_share *sh;
 	pid_t pids[SESSIONS_MAX];
@@ -460,7 +534,7 @@ run_parallel(const struct config *cfg, struct queue *q, struct relay *relay,
 
 		if (pid == 0) {
 			close(go[1]);
-			run_worker(cfg, q, ids, o, sh, forked, go[0]);
+			run_worker(cfg, rn->q, ids, rn->o, sh, forked, go[0]);
 		}
 		if (pid < 0) {
 			log_warn("queue run: cannot start session %d: %s",
@@ -470,15 +544,17 @@ run_parallel(const struct config *cfg, struct queue *q, struct relay *relay,
 		pids[forked] = pid;
 	}
 	close(go[0]);
-	if (relay_connect(relay) == 0 && (used = relay_smarthost(relay)) != NULL)
+	if (relay_connect(rn->relay) == 0 &&
+	    (used = relay_smarthost(rn->relay)) != NULL)
 		atomic_store(&sh->sessions, used->sessions < forked ?
 		    used->sessions : forked);
 	close(go[1]);           /* go */
-	run_claimed(cfg, q, relay, ids, o, sh, st);
-	wait_workers(pids, forked, sh, st);
+	run_claimed(rn, ids, sh);
+	wait_workers(pids, forked, sh, rn->st);
 	while (!stop_requested && !atomic_load(&sh->stop) &&
 	    (i = atomic_fetch_add(&sh->next, 1)) < ids->n)
-		run_entry(cfg, q, relay, ids->v[i], o, st);
+		run_entry(rn, ids->v[i]);
+	run_land(rn);
 	munmap(sh, sizeof(*sh));
 	return 0;
 }
@@ -490,6 +566,7 @@ runner_run(const struct config *cfg, const struct run_opts *o,
 	struct queue q;
 	struct strlist ids = { 0 };
 	struct relay *relay;
+	struct run rn;
 	int nsessions;
 
 	memset(st, 0, sizeof(*st));
@@ -514,12 +591,13 @@ runner_run(const struct config *cfg, const struct run_opts *o,
 	}
 	q.lazy_removal = 1;         /* one fsync of env/ for the run's removals */
 	relay = relay_new(cfg);
+	run_init(&rn, cfg, &q, relay, o, st);
 	nsessions = o->only_id != NULL ? 1 :
 	    sessions_wanted(&q, &ids, o, max_sessions(cfg));
-	if (nsessions < 2 || run_parallel(cfg, &q, relay, &ids, o, nsessions,
-	    st) < 0) {
+	if (nsessions < 2 || run_parallel(&rn, &ids, nsessions) < 0) {
 		for (size_t i = 0; i < ids.n && !stop_requested; i++)
-			run_entry(cfg, &q, relay, ids.v[i], o, st);
+			run_entry(&rn, ids.v[i]);
+		run_land(&rn);
 	}
 	relay_free(relay);
 	queue_sync_removals(&q);
@@ -643,13 +721,21 @@ runner_deliver_stream(const struct config *cfg, int fd, int report,
 	char line[QID_LEN + 2];
 	struct relay *relay;
 	struct queue q;
+	struct run rn;
 	int toolong, opened = 0, rc = 0;
 
 	memset(st, 0, sizeof(*st));
 	relay = relay_new(cfg);
+	run_init(&rn, cfg, &q, relay, &o, st);
 	/* A failure here is every message's deferral reason, below. */
 	(void)relay_connect(relay);
-	while (rc == 0 && next_line(&lr, line, sizeof(line), &toolong)) {
+	for (;;) {
+		/* Nothing more to read at once: settle the last entry before
+		 * waiting for the next id (a -bs session may be slow to send). */
+		if (lr.off == lr.len)
+			run_land(&rn);
+		if (!next_line(&lr, line, sizeof(line), &toolong))
+			break;
 		if (toolong || !qid_valid(line)) {
 			log_error("--deliver: not a queue id on input");
 			st->errors++;
@@ -668,8 +754,9 @@ runner_deliver_stream(const struct config *cfg, int fd, int report,
 				break;
 			}
 		}
-		run_entry(cfg, &q, relay, line, &o, st);
+		run_entry(&rn, line);
 	}
+	run_land(&rn);
 	relay_free(relay);
 	if (opened) {
 		queue_sync_removals(&q);

@@ -80,6 +80,25 @@ static const char *const state_names[SMTP_NSTATES] = {
 #define SMTP_CHUNK (64 * 1024)
 #define SMTP_LOCAL " (generated locally)"
 
+/* A transaction: what was sent and what came back. */
+enum cmd_kind { CMD_MAIL, CMD_RCPT, CMD_DATA };
+
+struct pending {
+	enum cmd_kind kind;
+	size_t i;                  /* recipient index for CMD_RCPT */
+};
+
+struct tx {
+	const struct smtp_msg *m;
+	struct smtp_reply *rcpt;   /* code 0 = no result yet */
+	struct pending pend[SMTP_PIPE_WINDOW];   /* sent, reply not read */
+	size_t npend;
+	size_t next;               /* the next recipient to send */
+	size_t accepted;
+	int mail_sent, mail_failed, data_queued, data_code;
+	struct smtp_reply mail_r, data_r;
+};
+
 struct smtp_session {
 	const struct smarthost *sh;
 	struct tls_client *tls;
@@ -97,6 +116,10 @@ struct smtp_session {
 	int redact;                /* hide 334 payloads in the transcript */
 	int broken;                /* dialogue out of sync or gone: no QUIT */
 	int need_rset;             /* last transaction left open */
+	int in_tx;                 /* tx: between smtp_start and smtp_data */
+	struct tx tx;
+	struct smtp_reply *final;  /* "." sent for these; reply not read */
+	size_t nfinal;
 };
 
 static const char *
@@ -625,14 +648,16 @@ authenticate(struct smtp_session *s, const char *secret, struct err *err)
 	return rc;
 }
 
-/* Polite end: QUIT unless the dialogue is out of sync. */
+/* Polite end: QUIT unless the dialogue is out of sync or replies are
+ * still due. */
 static void
 session_end(struct smtp_session *s)
 {
 	struct smtp_reply r;
 	struct err e;
 
-	if (s->c != NULL && !s->broken && s->state != SMTP_CLOSED) {
+	if (s->c != NULL && !s->broken && s->state != SMTP_CLOSED &&
+	    !s->in_tx && s->final == NULL) {
 		set_state(s, SMTP_QUIT);
 		if (put_line(s, "QUIT", 4, NULL, &e) == 0 && flush(s, &e) == 0)
 			(void)read_reply(s, &r, &e);
@@ -824,41 +849,25 @@ build_rcpt(const struct smtp_session *s, const struct smtp_msg *m, size_t i,
 	return rc;
 }
 
-/* A transaction in progress: what was sent and what came back. */
-enum cmd_kind { CMD_MAIL, CMD_RCPT, CMD_DATA };
-
-struct pending {
-	enum cmd_kind kind;
-	size_t i;                  /* recipient index for CMD_RCPT */
-};
-
-struct tx {
-	struct smtp_session *s;
-	const struct smtp_msg *m;
-	struct smtp_reply *rcpt;   /* code 0 = no result yet */
-	size_t accepted;
-	int mail_failed, data_queued, data_code;
-	struct smtp_reply mail_r, data_r;
-};
-
 /* 421 at any point: the server is going away; it answers for everyone. */
 static int
-tx_closing(struct tx *t, const struct smtp_reply *r, struct err *err)
+tx_closing(struct smtp_session *s, struct smtp_reply *rcpt, size_t n,
+    const struct smtp_reply *r, struct err *err)
 {
-	fill_pending(t->rcpt, t->m->nrcpts, r);
+	fill_pending(rcpt, n, r);
 	return err_set(err, ERR_TEMP, "%s: smarthost closed the session in "
-	    "reply to %s: %s", peer(t->s), state_names[t->s->state], r->text);
+	    "reply to %s: %s", peer(s), state_names[s->state], r->text);
 }
 
 /* Read and file the reply to one command sent earlier. */
 static int
-tx_reply(struct tx *t, const struct pending *pd, struct err *err)
+tx_reply(struct smtp_session *s, const struct pending *pd, struct err *err)
 {
 	static const enum smtp_state st[] = {
 		[CMD_MAIL] = SMTP_MAIL, [CMD_RCPT] = SMTP_RCPT,
 		[CMD_DATA] = SMTP_DATA,
 	};
-	struct smtp_session *s = t->s;
+	struct tx *t = &s->tx;
 	struct smtp_reply r;
 	int cls;
 
@@ -866,7 +875,7 @@ tx_reply(struct tx *t, const struct pending *pd, struct err *err)
 	if (read_reply(s, &r, err) < 0)
 		return -1;
 	if (r.code == 421)
-		return tx_closing(t, &r, err);
+		return tx_closing(s, t->rcpt, t->m->nrcpts, &r, err);
 	cls = r.code / 100;
 	switch (pd->kind) {
 	case CMD_MAIL:
@@ -898,66 +907,55 @@ tx_reply(struct tx *t, const struct pending *pd, struct err *err)
 }
 
 /*
- * MAIL, RCPT..., DATA. With PIPELINING they go out in groups of up to
- * SMTP_PIPE_WINDOW commands, one flush each, and the replies are read in
- * order (RFC 2920); DATA ends the last group. Without it, one at a time,
- * and DATA only when a recipient was accepted.
+ * Queue the next group of commands, unflushed: MAIL first, then RCPTs,
+ * DATA after the last one. With PIPELINING a group holds up to
+ * SMTP_PIPE_WINDOW commands and DATA ends the last (RFC 2920); without
+ * it, one command, and DATA only when a recipient was accepted.
  */
 static int
-tx_commands(struct tx *t, struct err *err)
+tx_queue(struct smtp_session *s, struct err *err)
 {
-	struct smtp_session *s = t->s;
+	struct tx *t = &s->tx;
 	const struct smtp_msg *m = t->m;
-	struct pending pend[SMTP_PIPE_WINDOW];
 	size_t window = (s->ext & SMTP_EXT_PIPELINING) ? SMTP_PIPE_WINDOW : 1;
-	size_t npend = 0, next = 0;
 	struct buf line;
 	int rc = -1;
 
 	buf_init(&line, SMTP_CMD_MAX);
-	if (build_mail(s, m, &line) < 0) {
-		s->broken = 1;
-		err_set(err, ERR_INTERNAL, "MAIL command too long");
-		goto out;
-	}
-	set_state(s, SMTP_MAIL);
-	s->need_rset = 1;
-	if (put_line(s, line.data, line.len, NULL, err) < 0)
-		goto out;
-	pend[npend++] = (struct pending){ CMD_MAIL, 0 };
-	for (;;) {
-		for (; npend < window && next < m->nrcpts; next++) {
-			if (t->rcpt[next].code != 0)
-				continue;      /* refused locally */
-			buf_reset(&line);
-			if (build_rcpt(s, m, next, &line) < 0) {
-				s->broken = 1;   /* MAIL is queued, unsent */
-				err_set(err, ERR_INTERNAL, "RCPT command too long");
-				goto out;
-			}
-			set_state(s, SMTP_RCPT);
-			if (put_line(s, line.data, line.len, NULL, err) < 0)
-				goto out;
-			pend[npend++] = (struct pending){ CMD_RCPT, next };
-		}
-		if (next == m->nrcpts && npend < window && !t->data_queued &&
-		    !t->mail_failed && (window > 1 || t->accepted > 0)) {
-			set_state(s, SMTP_DATA);
-			if (put_line(s, "DATA", 4, NULL, err) < 0)
-				goto out;
-			pend[npend++] = (struct pending){ CMD_DATA, 0 };
-			t->data_queued = 1;
-		}
-		if (npend == 0)
-			break;
-		if (flush(s, err) < 0)
+	if (!t->mail_sent) {
+		if (build_mail(s, m, &line) < 0) {
+			s->broken = 1;
+			err_set(err, ERR_INTERNAL, "MAIL command too long");
 			goto out;
-		for (size_t k = 0; k < npend; k++)
-			if (tx_reply(t, &pend[k], err) < 0)
-				goto out;
-		npend = 0;
-		if (t->mail_failed || t->data_queued)
-			break;
+		}
+		set_state(s, SMTP_MAIL);
+		s->need_rset = 1;
+		if (put_line(s, line.data, line.len, NULL, err) < 0)
+			goto out;
+		t->pend[t->npend++] = (struct pending){ CMD_MAIL, 0 };
+		t->mail_sent = 1;
+	}
+	for (; t->npend < window && t->next < m->nrcpts; t->next++) {
+		if (t->rcpt[t->next].code != 0)
+			continue;      /* refused locally */
+		buf_reset(&line);
+		if (build_rcpt(s, m, t->next, &line) < 0) {
+			s->broken = 1;   /* MAIL is queued, unsent */
+			err_set(err, ERR_INTERNAL, "RCPT command too long");
+			goto out;
+		}
+		set_state(s, SMTP_RCPT);
+		if (put_line(s, line.data, line.len, NULL, err) < 0)
+			goto out;
+		t->pend[t->npend++] = (struct pending){ CMD_RCPT, t->next };
+	}
+	if (t->next == m->nrcpts && t->npend < window && !t->data_queued &&
+	    !t->mail_failed && (window > 1 || t->accepted > 0)) {
+		set_state(s, SMTP_DATA);
+		if (put_line(s, "DATA", 4, NULL, err) < 0)
+			goto out;
+		t->pend[t->npend++] = (struct pending){ CMD_DATA, 0 };
+		t->data_queued = 1;
 	}
 	rc = 0;
 out:
@@ -965,32 +963,40 @@ out:
 	return rc;
 }
 
-/* The final reply, for everyone accepted; it ends the transaction. */
+/* The rest of MAIL, RCPT..., DATA: read the replies of the group already
+ * sent (smtp_start's), send the next group, until DATA or a failed MAIL. */
 static int
-tx_final(struct tx *t, struct err *err)
+tx_commands(struct smtp_session *s, struct err *err)
 {
-	struct smtp_session *s = t->s;
-	struct smtp_reply r;
+	struct tx *t = &s->tx;
 
-	set_state(s, SMTP_DOT);
-	if (put_line(s, ".", 1, NULL, err) < 0 || flush(s, err) < 0 ||
-	    read_reply(s, &r, err) < 0)
-		return -1;
-	if (r.code == 421)
-		return tx_closing(t, &r, err);
-	if (r.code / 100 != 2 && r.code / 100 != 4 && r.code / 100 != 5)
-		return proto_fail(s, err, &r);
-	fill_pending(t->rcpt, t->m->nrcpts, &r);
-	s->need_rset = 0;
-	return 0;
+	for (;;) {
+		if (t->npend == 0) {
+			if (tx_queue(s, err) < 0)
+				return -1;
+			if (t->npend == 0)
+				return 0;
+			if (flush(s, err) < 0)
+				return -1;
+		}
+		for (size_t k = 0; k < t->npend; k++)
+			if (tx_reply(s, &t->pend[k], err) < 0)
+				return -1;
+		t->npend = 0;
+		if (t->mail_failed || t->data_queued)
+			return 0;
+	}
 }
 
-/* Copy the wire-form data file; it must be exactly m->size bytes. */
+/*
+ * Copy the wire-form data file (it must be exactly m->size bytes) and send
+ * the final "."; its reply is read by smtp_end, so that the next message's
+ * commands can go out meanwhile.
+ */
 static int
-tx_body(struct tx *t, struct err *err)
+tx_body(struct smtp_session *s, struct err *err)
 {
-	struct smtp_session *s = t->s;
-	const struct smtp_msg *m = t->m;
+	const struct smtp_msg *m = s->tx.m;
 	unsigned long long total = 0;
 	char *chunk, last[2] = { '\r', '\n' };
 	int rc = -1;
@@ -1039,7 +1045,14 @@ tx_body(struct tx *t, struct err *err)
 		goto out;
 	}
 	log_debug("smtp %s: sent %llu bytes of message data", peer(s), total);
-	rc = tx_final(t, err);
+	set_state(s, SMTP_DOT);
+	if (put_line(s, ".", 1, NULL, err) < 0 || flush(s, err) < 0)
+		goto out;
+	/* Whatever its reply, the "." ends the transaction. */
+	s->final = s->tx.rcpt;
+	s->nfinal = m->nrcpts;
+	s->need_rset = 0;
+	rc = 0;
 out:
 	free(chunk);
 	return rc;
@@ -1047,9 +1060,8 @@ out:
 
 /* DATA was accepted with nobody to deliver to: end it empty (RFC 2920). */
 static int
-tx_end_empty(struct tx *t, struct err *err)
+tx_end_empty(struct smtp_session *s, struct err *err)
 {
-	struct smtp_session *s = t->s;
 	struct smtp_reply r;
 
 	set_state(s, SMTP_DOT);
@@ -1057,7 +1069,7 @@ tx_end_empty(struct tx *t, struct err *err)
 	    read_reply(s, &r, err) < 0)
 		return -1;
 	if (r.code == 421)
-		return tx_closing(t, &r, err);
+		return tx_closing(s, s->tx.rcpt, s->tx.m->nrcpts, &r, err);
 	return 0;
 }
 
@@ -1069,21 +1081,38 @@ refuse_all(const struct smtp_msg *m, struct smtp_reply *rcpt, int code,
 		local_reply(&rcpt[i], code, enh, text);
 }
 
+static int
+unusable(struct smtp_session *s, struct err *err)
+{
+	return err_set(err, ERR_INTERNAL, "%s: SMTP session is no longer "
+	    "usable", peer(s));
+}
+
+/* Another transaction's replies are still to be read. */
+static int
+out_of_turn(struct smtp_session *s, const char *what, struct err *err)
+{
+	s->broken = 1;
+	return err_set(err, ERR_INTERNAL, "%s: %s while another transaction "
+	    "is under way", peer(s), what);
+}
+
 int
-smtp_send(struct smtp_session *s, const struct smtp_msg *m,
+smtp_start(struct smtp_session *s, const struct smtp_msg *m,
     struct smtp_reply *rcpt, struct err *err)
 {
-	struct tx t;
 	size_t nvalid = 0;
 	char text[256];
 
 	for (size_t i = 0; i < m->nrcpts; i++)
 		memset(&rcpt[i], 0, sizeof(rcpt[i]));
 	if (s->broken || s->c == NULL)
-		return err_set(err, ERR_INTERNAL, "%s: SMTP session is no "
-		    "longer usable", peer(s));
+		return unusable(s, err);
+	if (s->in_tx)
+		return out_of_turn(s, "smtp_start", err);
 	if (m->nrcpts == 0)
 		return 0;
+	/* need_rset is never set while a "." awaits its reply. */
 	if (s->need_rset && smtp_rset(s, err) < 0)
 		return -1;
 	/* Refusals decided here never reach the server. */
@@ -1117,25 +1146,91 @@ smtp_send(struct smtp_session *s, const struct smtp_msg *m,
 	if (m->eightbit && !(s->ext & SMTP_EXT_8BITMIME))
 		log_info("%s: smarthost does not offer 8BITMIME; sending 8-bit "
 		    "message unchanged", peer(s));
-	memset(&t, 0, sizeof(t));
-	t.s = s;
-	t.m = m;
-	t.rcpt = rcpt;
-	if (tx_commands(&t, err) < 0)
+	memset(&s->tx, 0, sizeof(s->tx));
+	s->tx.m = m;
+	s->tx.rcpt = rcpt;
+	s->in_tx = 1;
+	/* Without PIPELINING nothing may go out before the last reply. */
+	if (!(s->ext & SMTP_EXT_PIPELINING))
+		return 0;
+	if (tx_queue(s, err) < 0 || flush(s, err) < 0)
 		return -1;
-	if (t.mail_failed)
-		fill_pending(rcpt, m->nrcpts, &t.mail_r);
-	if (t.data_code == 354 && (t.mail_failed || t.accepted == 0)) {
-		if (tx_end_empty(&t, err) < 0)
+	return 0;
+}
+
+int
+smtp_data(struct smtp_session *s, struct err *err)
+{
+	struct tx *t = &s->tx;
+
+	if (!s->in_tx)
+		return 0;          /* decided in smtp_start, or nothing to do */
+	if (s->final != NULL)
+		return out_of_turn(s, "smtp_data", err);
+	s->in_tx = 0;
+	if (s->broken || s->c == NULL)
+		return unusable(s, err);
+	if (tx_commands(s, err) < 0)
+		return -1;
+	if (t->mail_failed)
+		fill_pending(t->rcpt, t->m->nrcpts, &t->mail_r);
+	if (t->data_code == 354 && (t->mail_failed || t->accepted == 0)) {
+		if (tx_end_empty(s, err) < 0)
 			return -1;
-	} else if (t.data_code == 354) {
-		if (tx_body(&t, err) < 0)
-			return -1;
-	} else if (t.data_code != 0) {
-		fill_pending(rcpt, m->nrcpts, &t.data_r);  /* DATA refused */
+	} else if (t->data_code == 354) {
+		return tx_body(s, err);
+	} else if (t->data_code != 0) {
+		fill_pending(t->rcpt, t->m->nrcpts, &t->data_r);  /* refused */
 	}
 	set_state(s, SMTP_READY);
 	return 0;
+}
+
+/*
+ * The reply to the final "." is read even when the session broke after
+ * it was sent (a later command could not be written): it is the one that
+ * says whether the message was taken.
+ */
+int
+smtp_end(struct smtp_session *s, struct err *err)
+{
+	struct smtp_reply r, *rcpt = s->final;
+	size_t n = s->nfinal;
+
+	if (rcpt == NULL)
+		return 0;
+	s->final = NULL;
+	if (s->c == NULL)
+		return unusable(s, err);
+	set_state(s, SMTP_DOT);
+	if (read_reply(s, &r, err) < 0)
+		return -1;
+	if (r.code == 421)
+		return tx_closing(s, rcpt, n, &r, err);
+	if (r.code / 100 != 2 && r.code / 100 != 4 && r.code / 100 != 5)
+		return proto_fail(s, err, &r);
+	fill_pending(rcpt, n, &r);
+	if (!s->in_tx)
+		set_state(s, SMTP_READY);
+	return 0;
+}
+
+int
+smtp_send(struct smtp_session *s, const struct smtp_msg *m,
+    struct smtp_reply *rcpt, struct err *err)
+{
+	if (s->final != NULL)
+		return out_of_turn(s, "smtp_send", err);
+	if (smtp_start(s, m, rcpt, err) < 0 || smtp_data(s, err) < 0 ||
+	    smtp_end(s, err) < 0)
+		return -1;
+	return 0;
+}
+
+int
+smtp_usable(const struct smtp_session *s)
+{
+	return s != NULL && s->c != NULL && !s->broken;
 }
 
 int
@@ -1144,8 +1239,9 @@ smtp_rset(struct smtp_session *s, struct err *err)
 	struct smtp_reply r;
 
 	if (s->broken || s->c == NULL)
-		return err_set(err, ERR_INTERNAL, "%s: SMTP session is no "
-		    "longer usable", peer(s));
+		return unusable(s, err);
+	if (s->in_tx || s->final != NULL)
+		return out_of_turn(s, "RSET", err);
 	if (command(s, SMTP_RSET, "RSET", &r, err) < 0)
 		return -1;
 	if (r.code / 100 != 2) {
@@ -1166,8 +1262,9 @@ smtp_vrfy(struct smtp_session *s, const char *addr, struct smtp_reply *r,
 
 	memset(r, 0, sizeof(*r));
 	if (s->broken || s->c == NULL)
-		return err_set(err, ERR_INTERNAL, "%s: SMTP session is no "
-		    "longer usable", peer(s));
+		return unusable(s, err);
+	if (s->in_tx || s->final != NULL)
+		return out_of_turn(s, "VRFY", err);
 	if (addr == NULL || addr[0] == '\0' || !path_ok(addr))
 		return err_set(err, ERR_DATA, "invalid address for VRFY");
 	str_fmt(line, sizeof(line), "VRFY %s", addr);

@@ -86,9 +86,35 @@ int smtp_open(const struct smtp_params *p, struct smtp_session **out,
  * recipients' results), -1 when it is not (connection lost, timeout,
  * protocol error); then err says why and recipients without a reply have
  * code 0. A message over the server's SIZE is refused locally with 552.
+ * No other transaction may be under way.
  */
 int smtp_send(struct smtp_session *s, const struct smtp_msg *m,
               struct smtp_reply *rcpt, struct err *err);
+
+/*
+ * The same transaction in three steps, so that a queue run overlaps
+ * messages on one session. RFC 2920 section 3.1 lets the message content
+ * open a pipelined group: the next message's commands go out while the
+ * server is still taking the last one, and one round trip per message is
+ * saved. For each message, in this order:
+ *
+ *   smtp_start(next)  local checks; with PIPELINING, MAIL, RCPT..., DATA
+ *                     are sent (no reply is read); without, nothing is
+ *   smtp_end()        the reply to the last message's "." (if one is due)
+ *   smtp_data()       the replies to next's commands (or the commands one
+ *                     by one), then its content and "."; the reply to
+ *                     that is read by the next smtp_end()
+ *
+ * m and rcpt must stay valid until the smtp_end() that follows smtp_data().
+ * Each returns 0 or -1 as smtp_send does; a step with nothing to do (the
+ * message was refused locally, no "." is due) returns 0.
+ */
+int smtp_start(struct smtp_session *s, const struct smtp_msg *m,
+               struct smtp_reply *rcpt, struct err *err);
+int smtp_data(struct smtp_session *s, struct err *err);
+int smtp_end(struct smtp_session *s, struct err *err);
+/* Neither broken nor closed: smtp_start may be called. */
+int smtp_usable(const struct smtp_session *s);
 
 /* RSET between transactions when the last one was not completed. */
 int smtp_rset(struct smtp_session *s, struct err *err);

@@ -865,6 +865,187 @@ START_TEST(test_pipelining)
 }
 END_TEST
 
+/*
+ * With PIPELINING the next message's MAIL, RCPT and DATA go out before
+ * the reply to the last ".": the peer reads them before it answers it
+ * (a client that waited would time out here).
+ */
+START_TEST(test_overlap_next_commands)
+{
+	static const struct step script[] = {
+		{ 'S', "220 mx.test", 0 }, { 'R', NULL, 0 },
+		{ 'S', "250-mx.test", 0 }, { 'S', "250 PIPELINING", 0 },
+		{ 'R', NULL, 0 }, { 'R', NULL, 0 }, { 'R', NULL, 0 },
+		{ 'S', "250 ok", 0 }, { 'S', "250 ok", 0 }, { 'S', "354 go", 0 },
+		{ 'D', NULL, 0 },
+		{ 'R', NULL, 0 }, { 'R', NULL, 0 }, { 'R', NULL, 0 },
+		{ 'S', "250 2.0.0 first queued", 0 },
+		{ 'S', "250 ok", 0 }, { 'S', "550 5.1.1 b unknown", 0 },
+		{ 'S', "250 ok", 0 }, { 'S', "354 go", 0 },
+		{ 'D', NULL, 0 }, { 'S', "451 4.3.0 second deferred", 0 },
+		END,
+	};
+	static const char *const r1[] = { "a@x.test" };
+	static const char *const r2[] = { "b@x.test", "c@x.test" };
+	struct smarthost sh;
+	struct smtp_session *s;
+	struct smtp_reply res1[1], res2[2];
+	struct smtp_msg m1, m2;
+	struct peer p;
+	struct err e;
+	char *got;
+
+	peer_start(&p, script);
+	sh_init(&sh, p.port);
+	sh.timeout = 3;
+	ck_assert_msg(open_session(&sh, NULL, &s, &e) == 0, "%s", e.msg);
+	msg_init(&m1, r1, 1);
+	m2 = m1;
+	m2.rcpts = r2;
+	m2.nrcpts = 2;
+	ck_assert_msg(smtp_start(s, &m1, res1, &e) == 0, "%s", e.msg);
+	ck_assert_int_eq(smtp_end(s, &e), 0);      /* nothing due yet */
+	ck_assert_msg(smtp_data(s, &e) == 0, "%s", e.msg);
+	ck_assert_int_eq(res1[0].code, 0);         /* the reply is not read */
+	ck_assert_msg(smtp_start(s, &m2, res2, &e) == 0, "%s", e.msg);
+	ck_assert_msg(smtp_end(s, &e) == 0, "%s", e.msg);
+	ck_assert_str_eq(res1[0].text, "250 2.0.0 first queued");
+	ck_assert_msg(smtp_data(s, &e) == 0, "%s", e.msg);
+	ck_assert_str_eq(res2[0].text, "550 5.1.1 b unknown");
+	ck_assert_int_eq(res2[1].code, 0);
+	ck_assert_msg(smtp_end(s, &e) == 0, "%s", e.msg);
+	ck_assert_str_eq(res2[1].text, "451 4.3.0 second deferred");
+	ck_assert_str_eq(res2[0].text, "550 5.1.1 b unknown");
+	smtp_close(s);
+	got = peer_finish(&p);
+	ck_assert_str_eq(got,
+	    "EHLO client.test\r\n"
+	    "MAIL FROM:<sender@example.org>\r\nRCPT TO:<a@x.test>\r\nDATA\r\n"
+	    "From: a@example.org\r\nSubject: dots\r\n\r\n..leading dot\r\n"
+	    "line\r\n..\r\n.\r\n"
+	    "MAIL FROM:<sender@example.org>\r\nRCPT TO:<b@x.test>\r\n"
+	    "RCPT TO:<c@x.test>\r\nDATA\r\n"
+	    "From: a@example.org\r\nSubject: dots\r\n\r\n..leading dot\r\n"
+	    "line\r\n..\r\n.\r\n"
+	    "QUIT\r\n");
+	free(got);
+	close(m1.datafd);
+}
+END_TEST
+
+/*
+ * The server takes the message and hangs up before it answers the next
+ * one's commands: the reply to "." still counts; the next message fails
+ * with the session and nothing more is sent on it.
+ */
+START_TEST(test_overlap_hangup_after_dot)
+{
+	static const struct step script[] = {
+		{ 'S', "220 mx.test", 0 }, { 'R', NULL, 0 },
+		{ 'S', "250-mx.test", 0 }, { 'S', "250 PIPELINING", 0 },
+		{ 'R', NULL, 0 }, { 'R', NULL, 0 }, { 'R', NULL, 0 },
+		{ 'S', "250 ok", 0 }, { 'S', "250 ok", 0 }, { 'S', "354 go", 0 },
+		{ 'D', NULL, 0 },
+		{ 'R', NULL, 0 }, { 'R', NULL, 0 }, { 'R', NULL, 0 },
+		{ 'S', "250 2.0.0 first queued", 0 },
+		{ 'C', NULL, 0 },
+		END,
+	};
+	static const char *const r1[] = { "a@x.test" };
+	struct smarthost sh;
+	struct smtp_session *s;
+	struct smtp_reply res1[1], res2[1];
+	struct smtp_msg m1;
+	struct peer p;
+	struct err e;
+	char *got;
+
+	peer_start(&p, script);
+	sh_init(&sh, p.port);
+	sh.timeout = 3;
+	ck_assert_msg(open_session(&sh, NULL, &s, &e) == 0, "%s", e.msg);
+	msg_init(&m1, r1, 1);
+	ck_assert_msg(smtp_start(s, &m1, res1, &e) == 0, "%s", e.msg);
+	ck_assert_msg(smtp_data(s, &e) == 0, "%s", e.msg);
+	ck_assert_msg(smtp_start(s, &m1, res2, &e) == 0, "%s", e.msg);
+	ck_assert_msg(smtp_end(s, &e) == 0, "%s", e.msg);
+	ck_assert_str_eq(res1[0].text, "250 2.0.0 first queued");
+	ck_assert_int_eq(smtp_data(s, &e), -1);
+	ck_assert_int_eq(res2[0].code, 0);
+	ck_assert_msg(strstr(e.msg, "MAIL FROM") != NULL, "%s", e.msg);
+	ck_assert_int_eq(smtp_usable(s), 0);
+	ck_assert_int_eq(smtp_end(s, &e), 0);      /* no "." went out */
+	smtp_close(s);
+	got = peer_finish(&p);
+	ck_assert_str_eq(got,
+	    "EHLO client.test\r\n"
+	    "MAIL FROM:<sender@example.org>\r\nRCPT TO:<a@x.test>\r\nDATA\r\n"
+	    "From: a@example.org\r\nSubject: dots\r\n\r\n..leading dot\r\n"
+	    "line\r\n..\r\n.\r\n"
+	    "MAIL FROM:<sender@example.org>\r\nRCPT TO:<a@x.test>\r\nDATA\r\n");
+	free(got);
+	close(m1.datafd);
+}
+END_TEST
+
+/* Without PIPELINING smtp_start sends nothing: each command waits for
+ * the reply before it, the one to the last "." included. */
+START_TEST(test_overlap_without_pipelining)
+{
+	static const struct step script[] = {
+		{ 'S', "220 mx.test", 0 }, { 'R', NULL, 0 },
+		{ 'S', "250 mx.test", 0 },
+		{ 'R', NULL, 0 }, { 'S', "250 ok", 0 },
+		{ 'R', NULL, 0 }, { 'S', "250 ok", 0 },
+		{ 'R', NULL, 0 }, { 'S', "354 go", 0 },
+		{ 'D', NULL, 0 }, { 'S', "250 2.0.0 first queued", 0 },
+		{ 'R', NULL, 0 }, { 'S', "250 ok", 0 },
+		{ 'R', NULL, 0 }, { 'S', "250 ok", 0 },
+		{ 'R', NULL, 0 }, { 'S', "354 go", 0 },
+		{ 'D', NULL, 0 }, { 'S', "250 2.0.0 second queued", 0 },
+		END,
+	};
+	static const char *const r1[] = { "a@x.test" };
+	struct smarthost sh;
+	struct smtp_session *s;
+	struct smtp_reply res1[1], res2[1];
+	struct smtp_msg m1;
+	struct peer p;
+	struct err e;
+	char *got;
+
+	peer_start(&p, script);
+	sh_init(&sh, p.port);
+	sh.timeout = 3;
+	ck_assert_msg(open_session(&sh, NULL, &s, &e) == 0, "%s", e.msg);
+	msg_init(&m1, r1, 1);
+	ck_assert_msg(smtp_start(s, &m1, res1, &e) == 0, "%s", e.msg);
+	ck_assert_msg(smtp_data(s, &e) == 0, "%s", e.msg);
+	ck_assert_msg(smtp_start(s, &m1, res2, &e) == 0, "%s", e.msg);
+	ck_assert_msg(smtp_end(s, &e) == 0, "%s", e.msg);
+	ck_assert_str_eq(res1[0].text, "250 2.0.0 first queued");
+	ck_assert_msg(smtp_data(s, &e) == 0, "%s", e.msg);
+	ck_assert_msg(smtp_end(s, &e) == 0, "%s", e.msg);
+	ck_assert_str_eq(res2[0].text, "250 2.0.0 second queued");
+	/* Out of turn: a second start before the first one's data. */
+	ck_assert_msg(smtp_start(s, &m1, res1, &e) == 0, "%s", e.msg);
+	ck_assert_int_eq(smtp_start(s, &m1, res2, &e), -1);
+	ck_assert_int_eq(smtp_usable(s), 0);
+	smtp_close(s);
+	got = peer_finish(&p);
+	ck_assert_str_eq(got,
+	    "EHLO client.test\r\n"
+	    "MAIL FROM:<sender@example.org>\r\nRCPT TO:<a@x.test>\r\nDATA\r\n"
+	    "From: a@example.org\r\nSubject: dots\r\n\r\n..leading dot\r\n"
+	    "line\r\n..\r\n.\r\n"
+	    "MAIL FROM:<sender@example.org>\r\nRCPT TO:<a@x.test>\r\nDATA\r\n"
+	    "From: a@example.org\r\nSubject: dots\r\n\r\n..leading dot\r\n"
+	    "line\r\n..\r\n.\r\n");
+	free(got);
+	close(m1.datafd);
+}
+END_TEST
+
 /* PIPELINING, nobody accepted, yet 354 to DATA: end it with "." alone. */
 START_TEST(test_pipelining_empty_data)
 {
@@ -1415,6 +1596,9 @@ smtp_suite(void)
 	tcase_add_test(tc, test_reply_escaped);
 	tcase_add_test(tc, test_pipelining);
 	tcase_add_test(tc, test_pipelining_empty_data);
+	tcase_add_test(tc, test_overlap_next_commands);
+	tcase_add_test(tc, test_overlap_hangup_after_dot);
+	tcase_add_test(tc, test_overlap_without_pipelining);
 	tcase_add_test(tc, test_pipelining_mail_refused);
 	tcase_add_test(tc, test_connection_lost);
 	tcase_add_test(tc, test_421_after_dot);

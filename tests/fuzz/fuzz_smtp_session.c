@@ -10,7 +10,9 @@
  * once by a thread over loopback TCP; the server then reads until the
  * client hangs up. Options: bit 0 a password (AUTH), bit 1 allow only
  * SCRAM-SHA-256 and CRAM-MD5, bit 2 8-bit message, bit 3 DSN parameters,
- * bit 4 a second message on the session, bit 5 SMTPUTF8 message.
+ * bit 4 a second message on the session, bit 5 SMTPUTF8 message, bit 6
+ * the two messages overlapped as a queue run sends them (smtp_start of
+ * the second before smtp_end of the first).
  *
  * Properties: nothing crashes or hangs; errors are ERR_TEMP or ERR_PROTO
  * (never a "success" with a broken session) and, like every reply text,
@@ -123,6 +125,27 @@ check_replies(const struct smtp_reply *r, size_t n)
 	}
 }
 
+/* A message and a bounce, the second's commands before the first's end. */
+static void
+overlapped(struct smtp_session *s, const struct smtp_msg *m)
+{
+	struct smtp_msg m2 = *m;
+	struct smtp_reply r1[3], r2[1];
+	struct err err;
+
+	memset(r1, 0, sizeof(r1));
+	memset(r2, 0, sizeof(r2));
+	memset(&err, 0, sizeof(err));
+	m2.sender = "";
+	m2.nrcpts = 1;
+	if (smtp_start(s, m, r1, &err) < 0 || smtp_data(s, &err) < 0 ||
+	    smtp_start(s, &m2, r2, &err) < 0 || smtp_end(s, &err) < 0 ||
+	    smtp_data(s, &err) < 0 || smtp_end(s, &err) < 0)
+		check_err(&err, "overlapped transactions");
+	check_replies(r1, 3);
+	check_replies(r2, 1);
+}
+
 /* One client session with the options of byte f. */
 static void
 client(unsigned f)
@@ -180,7 +203,9 @@ client(unsigned f)
 		strlist_free(&sh.auth);
 		return;
 	}
-	for (int i = 0; i < ((f & 16) ? 2 : 1); i++) {
+	if (f & 64)
+		overlapped(s, &m);
+	for (int i = 0; i < ((f & 16) ? 2 : 1) && !(f & 64); i++) {
 		if (smtp_send(s, &m, r, &err) < 0) {
 			check_err(&err, "smtp_send");
 			check_replies(r, 3);

@@ -87,6 +87,15 @@ class Handler:
         # Awaited (data_hook(server)) before each DATA is looked at: a test
         # can hold replies; if the client goes away meanwhile, nothing is stored.
         self.data_hook = None
+        # Offer PIPELINING (RFC 2920) as every real smarthost does; aiosmtpd
+        # reads pipelined commands in order, it only does not say so.
+        self.pipelining = False
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname      # this hook replaces aiosmtpd's own
+        if self.pipelining:
+            responses.insert(len(responses) - 1, "250-PIPELINING")
+        return responses
 
     # --- SMTP hooks -------------------------------------------------------
     async def handle_MAIL(self, server, session, envelope, address, options):

@@ -275,11 +275,14 @@ class Aiosmtpd(RelayTest):
                 proc.wait()
         self.assertEqual(proc.returncode, 75, err)
         self.assertIn(b"was killed by signal 9", err)
-        self.assertEqual(totals(err), (199, 0, 0, 0, 1))
-        self.assertEqual(len(self.spool.ids()), 1)
-        self.assertEqual(len(self.server.messages), 199)
+        # The killed session held the message whose reply it awaited and,
+        # when it had claimed it already, the next one: both stay queued.
+        left = len(self.spool.ids())
+        self.assertIn(left, (1, 2))
+        self.assertEqual(totals(err), (200 - left, 0, 0, 0, 1))
+        self.assertEqual(len(self.server.messages), 200 - left)
         p = self.queue_run()
-        self.assertEqual(totals(p.stderr), (1, 0, 0, 0, 0))
+        self.assertEqual(totals(p.stderr), (left, 0, 0, 0, 0))
         self.assertExactlyOnce(ids)
         self.assertQueueEmpty()
 

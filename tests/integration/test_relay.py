@@ -6,6 +6,7 @@ import pwd
 import signal
 import subprocess
 import threading
+import time
 
 from harness import SpoolTest, Spool, main, unwire, parse_envelope
 from certs import Certs
@@ -213,6 +214,109 @@ class Protocol(RelayTest):
         m = self.server.messages[0]
         self.assertIn("BODY=8BITMIME", m.mail_options)
         self.assertIn("Grüße".encode(), m.data)
+
+
+class Overlap(RelayTest):
+    """A smarthost that offers PIPELINING: in a queue run the next message's
+    MAIL, RCPT and DATA go out before the reply to the last one's "."
+    (RFC 2920 section 3.1), and whatever happens to one message stays its
+    own."""
+
+    def setUp(self):
+        super().setUp()
+        self.server.handler.pipelining = True
+        self.configure()
+
+    def queue_each(self, rcpts):
+        return [self.queue([r]) for r in rcpts]
+
+    def arrived_for(self):
+        return [m.rcpt_tos for m in self.server.messages]
+
+    def test_next_commands_go_before_the_last_reply(self):
+        self.queue_each(["r%d@example.org" % i for i in range(3)])
+        p = self.run_queue("-v")
+        self.assertExit(p, 0)
+        err = p.stderr.decode()
+        self.assertIn("<- 250-PIPELINING", err)
+        first_reply = err.index("<- 250 2.0.0 Ok: queued as 1")
+        second_mail = err.index("-> MAIL FROM", err.index("-> MAIL FROM") + 1)
+        self.assertLess(second_mail, first_reply)
+        self.assertEqual(self.arrived_for(), [["r0@example.org"], ["r1@example.org"],
+                                              ["r2@example.org"]])
+        self.assertEqual(self.server.handler.connections, 1)
+        self.assertQueueEmpty()
+
+    def test_session_lost_at_a_dot_the_next_goes_on_a_new_one(self):
+        ids = self.queue_each(["r%d@example.org" % i for i in range(3)])
+        self.server.handler.drop_after_dot = 1   # hang up instead of replying
+        self.run_queue()
+        # The first was never taken; the second's commands went out on the
+        # lost session and it starts over on a new one, in the same run.
+        self.assertEqual(self.arrived_for(), [["r1@example.org"], ["r2@example.org"]])
+        self.assertEqual(self.server.handler.connections, 2)
+        self.assertEqual(self.spool.ids(), [ids[0]])
+        env = self.spool.envelope(ids[0])
+        self.assertEqual(env["rcpts"][0]["status"], "pending")
+        self.assertIn("end of data", env["last-error"])
+        self.spool.run(["-qf"])
+        self.assertEqual(self.arrived_for()[-1], ["r0@example.org"])
+        self.assertQueueEmpty()
+
+    def test_each_message_keeps_its_own_outcome(self):
+        h = self.server.handler
+        h.rcpt_replies["bad@example.org"] = "550 5.1.1 <bad@example.org>: no such user"
+        _, bad, later, _ = self.queue_each(["a@example.org", "bad@example.org",
+                                                "later@example.org", "b@example.org"])
+        h.rcpt_replies["later@example.org"] = "450 4.2.0 <later@example.org>: try later"
+        self.run_queue()
+        self.assertEqual(self.arrived_for(), [["a@example.org"], ["b@example.org"]])
+        self.assertEqual(self.server.handler.connections, 1)
+        # bad failed, with one bounce queued to its sender; later waits.
+        self.assertEqual(self.spool.listdir("failed"), [bad + ".data", bad + ".env"])
+        [bounce] = [i for i in self.spool.ids() if i != later]
+        self.assertEqual(self.spool.envelope(bounce)["sender"], "")
+        env = self.spool.envelope(later)
+        self.assertEqual(env["rcpts"][0]["status"], "pending")
+        self.assertIn("try later", env["rcpts"][0]["error"])
+
+    def test_too_many_recipients_then_the_next_message(self):
+        self.server.handler.rcpt_limit = 2
+        rcpts = ["r%d@example.org" % i for i in range(5)]
+        self.queue(rcpts)
+        self.queue(["next@example.org"])
+        self.run_queue()
+        self.assertEqual(sorted(r for m in self.server.messages[:3] for r in m.rcpt_tos),
+                         rcpts)
+        self.assertEqual(self.arrived_for()[3:], [["next@example.org"]])
+        self.assertEqual(self.server.handler.connections, 1)
+        self.assertQueueEmpty()
+
+    def test_deliver_stream_settles_each_message_before_waiting(self):
+        """relayq --deliver -: a message is delivered and off the queue
+        before the next id comes, however long that takes."""
+        first, second = self.queue_each(["one@example.org", "two@example.org"])
+        p = subprocess.Popen(self.spool.command("relayq") + ["--deliver", "-"],
+                             stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env=self.spool.environ())
+        try:
+            p.stdin.write(first.encode() + b"\n")
+            p.stdin.flush()
+            deadline = time.monotonic() + 30
+            while first in self.spool.ids():
+                self.assertLess(time.monotonic(), deadline, "the first is still queued")
+                time.sleep(0.02)
+            self.assertEqual(self.arrived_for(), [["one@example.org"]])
+            p.stdin.write(second.encode() + b"\n")
+            p.stdin.close()
+            err = p.stderr.read()
+            self.assertEqual(p.wait(timeout=30), 0, err)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        self.assertEqual(self.arrived_for(), [["one@example.org"], ["two@example.org"]])
+        self.assertQueueEmpty()
 
 
 class ImplicitTLS(RelayTest):

@@ -37,14 +37,14 @@ def main():
 
     print("\n== figures (%s, %.0fs)" % (common.RELAYQ, took))
     keys = ("submitted", "delivered", "duplicates", "bounced", "lost")
-    print("%-14s" % "part" + "".join("%11s" % k for k in keys) + "  other")
+    print("%-17s" % "part" + "".join("%11s" % k for k in keys) + "  other")
     for part, c in common.FIGURES.items():
         other = ", ".join("%s=%d" % (k, v) for k, v in sorted(c.items()) if k not in keys)
-        print("%-14s" % part + "".join("%11d" % c.get(k, 0) for k in keys) + "  " + other)
+        print("%-17s" % part + "".join("%11d" % c.get(k, 0) for k in keys) + "  " + other)
     if a.verbose:
         print("\n== outcomes")
         for part, case, text in common.OUTCOMES:
-            print("%-12s %-34s %s" % (part, case, text))
+            print("%-17s %-34s %s" % (part, case, text))
     if a.report:
         with open(a.report, "w") as f:
             json.dump({"relayq": common.RELAYQ, "seconds": round(took),

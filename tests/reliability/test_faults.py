@@ -14,6 +14,12 @@ For each case the outcome is asserted on disk and at the server:
   sent    the fault does not concern the message (QUIT), or relayq rightly
           waits it out (a stall after the dot is shorter than the 10 min
           RFC 5321 allows for that reply): delivered once, no retry
+  again   the session broke before the message began (RSET, which closes
+          the transaction before it): delivered once in the same run,
+          over a new session
+PipelinedFaultTable repeats every case against a smarthost that offers
+PIPELINING, with a second message queued behind: its commands go out
+before the reply to the first one's dot, and it must arrive exactly once.
 Also: SMTPS (implicit TLS) with the handshake broken by a raw listener.
 """
 import asyncio
@@ -36,7 +42,9 @@ TX_STAGES = ("mail", "rcpt", "data", "body", "dot")
 def expected(stage, action):
     if stage == "quit":
         return "sent"
-    if stage in CONN_STAGES or stage == "rset":
+    if stage == "rset":
+        return "again"
+    if stage in CONN_STAGES:
         return "defer"
     if action == "5xx":
         return "bounce"
@@ -69,6 +77,9 @@ def big_enough_to_block():
 class FaultTable(unittest.TestCase):
     """One test per (stage, action); STARTTLS + AUTH like a real relay."""
 
+    pipelining = False
+    part = "faults"
+
     @classmethod
     def setUpClass(cls):
         cls.server = start_server("starttls")
@@ -81,6 +92,7 @@ class FaultTable(unittest.TestCase):
         self.server.handler.clear_faults()
         self.server.handler.rcpt_replies.clear()
         self.server.handler.stall_limit = 3 * TIMEOUT
+        self.server.handler.pipelining = self.pipelining
         del self.server.handler.messages[:]
         self.assertTrue(wait_idle(self.server), "smarthost still busy")
         self.spool = RelSpool()
@@ -109,8 +121,12 @@ class FaultTable(unittest.TestCase):
             blocker, _ = self.queue("%s-%s-first" % (stage, action), rcpt="later@example.org")
             h.rcpt_replies["later@example.org"] = "450 4.2.1 mailbox busy, try later"
         mid, qid = self.queue("%s-%s" % (stage, action), size=size)
+        follower = None
+        if self.pipelining:
+            # Behind the faulty one, in the same run; the fault strikes once.
+            follower, _ = self.queue("%s-%s-next" % (stage, action))
         before = self.spool.snapshot()
-        h.set_fault(stage, action)
+        h.set_fault(stage, action, 1 if follower else None)
 
         t0 = time.monotonic()
         p = self.spool.run(["-q"], timeout=120)
@@ -146,9 +162,15 @@ class FaultTable(unittest.TestCase):
             self.assertEqual(len(bounces), 1, "one bounce queued")
             benv = self.spool.envelope(bounces[0])
             self.assertEqual([r["addr"] for r in benv["rcpts"]], [SENDER])
+        elif exp == "again":
+            self.assertEqual(len(got), 1)
+            self.assertNotIn(qid, self.spool.ids())
+            self.assertEqual(self.spool.listdir("failed"), [])
         else:  # sent
             self.assertEqual(len(got), 1)
-            self.assertEqual(self.spool.ids(), [])
+            self.assertNotIn(qid, self.spool.ids())
+            if not blocker and not follower:
+                self.assertEqual(self.spool.ids(), [])
 
         # The fault clears: everything still queued goes, once.
         runs = self.spool.run_until_empty(5)
@@ -173,16 +195,18 @@ class FaultTable(unittest.TestCase):
                              "%s/%s: %d copies" % (stage, action, len(got)))
             self.assertEqual(self.spool.listdir("failed"), [])
             self.assertEqual(dsns(self.server), [])
-        if blocker:
-            self.assertEqual(len(copies(self.server, blocker)), 1)
-        n = 2 if blocker else 1
-        figure("faults", submitted=n,
+        for other in (blocker, follower):
+            if other:
+                self.assertEqual(len(copies(self.server, other)), 1)
+        n = 1 + bool(blocker) + bool(follower)
+        figure(self.part, submitted=n,
                delivered=n - (exp == "bounce"),
                duplicates=int(exp == "dup"), bounced=int(exp == "bounce"), lost=0)
-        outcome("faults", "%s/%s" % (stage, action),
+        outcome(self.part, "%s/%s" % (stage, action),
                 {"defer": "deferred, then delivered once",
                  "dup": "deferred, then delivered again (allowed duplicate)",
                  "bounce": "bounced once, original in failed/",
+                 "again": "delivered once, over a new session",
                  "sent": "delivered once"}[exp])
 
 
@@ -195,6 +219,14 @@ def _make(stage, action):
 
 for _stage, _action in cases():
     setattr(FaultTable, "test_%s_%s" % (_stage, _action), _make(_stage, _action))
+
+
+class PipelinedFaultTable(FaultTable):
+    """The same cases with PIPELINING offered and a second message behind
+    the faulty one (see the module's docstring)."""
+
+    pipelining = True
+    part = "faults-pipelined"
 
 
 class RawTLSFaults(unittest.TestCase):

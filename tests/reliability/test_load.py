@@ -1,8 +1,8 @@
 """Load: 20 parallel submitters x 100 messages each (times
 $RELIABILITY_SCALE), while two `relayq -q` loops, the daemon (`relayq -q1s`)
 and the background deliveries of some submissions (-odb) all work on the
-same queue, against a smarthost that answers 4xx to 20% of transactions
-(at MAIL, RCPT, DATA or the final dot, at random).
+same queue, against a smarthost that offers PIPELINING and answers 4xx to
+20% of transactions (at MAIL, RCPT, DATA or the final dot, at random).
 
 At the end the queue is drained with `relayq -qf` runs (bounded) and the
 smarthost must have received each message exactly once, by Message-ID,
@@ -31,6 +31,9 @@ class Load(unittest.TestCase):
         self.spool = RelSpool()
         conf, sh = spool_config(self.server, tls="none", timeout="10s")
         self.spool.write_config(conf, sh)
+        # PIPELINING, as real smarthosts offer it: each queue run overlaps
+        # its messages (the next one's commands before the last reply).
+        self.server.handler.pipelining = True
         self.server.handler.chooser = smarthost.RandomFaults(
             rate=DEFER_RATE, actions=("4xx",), stages=("mail", "rcpt", "data", "dot"),
             seed=int(os.environ.get("RELIABILITY_SEED", "6")))
