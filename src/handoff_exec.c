@@ -106,11 +106,11 @@ deliver_argv(const struct handoff *h, char *const *ids, size_t n)
 
 /*
  * Start relayq-deliver; quiet sends its stdout and stderr to /dev/null;
- * infd (>= 0) becomes its stdin.
+ * infd and outfd (>= 0) become its stdin and stdout.
  */
 static pid_t
 spawn_deliver(const struct handoff *h, char **av, int detach, int quiet,
-    int infd)
+    int infd, int outfd)
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
@@ -130,6 +130,8 @@ spawn_deliver(const struct handoff *h, char **av, int detach, int quiet,
 	    (detach ? POSIX_SPAWN_SETSID : 0));
 	if (infd >= 0)
 		posix_spawn_file_actions_adddup2(&fa, infd, STDIN_FILENO);
+	if (outfd >= 0)
+		posix_spawn_file_actions_adddup2(&fa, outfd, STDOUT_FILENO);
 	if (detach) {
 		posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null",
 		    O_RDONLY, 0);
@@ -188,7 +190,7 @@ handoff_background(const struct handoff *h, const struct config *cfg,
 
 	(void)cfg;
 	reap_background();
-	pid = spawn_deliver(h, av, 1, 1, -1);
+	pid = spawn_deliver(h, av, 1, 1, -1, -1);
 	free(av);
 	if (pid < 0)
 		log_warn("%s: not delivered now, it waits for the next queue run",
@@ -209,7 +211,7 @@ handoff_foreground(const struct handoff *h, const struct config *cfg,
 		return;
 	fflush(NULL);
 	av = deliver_argv(h, ids->v, ids->n);
-	pid = spawn_deliver(h, av, 0, !report, -1);
+	pid = spawn_deliver(h, av, 0, !report, -1, -1);
 	free(av);
 	if (pid < 0) {
 		log_user("delivery not started (the message stays queued)");
@@ -223,6 +225,7 @@ handoff_foreground(const struct handoff *h, const struct config *cfg,
 struct handoff_stream {
 	pid_t pid;
 	int fd;                      /* the pipe's write end; -1 once broken */
+	int done;                    /* relayq-deliver's stdout, read end */
 };
 
 struct handoff_stream *
@@ -231,25 +234,33 @@ handoff_stream_start(const struct handoff *h, const struct config *cfg)
 	char *ids[1] = { (char *)"-" };
 	struct handoff_stream *s;
 	char **av;
-	int p[2];
+	int p[2], q[2];
 
 	(void)cfg;
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return NULL;
+	if (pipe2(q, O_CLOEXEC) < 0) {
+		close(p[0]);
+		close(p[1]);
+		return NULL;
+	}
 	/* A delivery process that is gone must not kill us with SIGPIPE. */
 	signal(SIGPIPE, SIG_IGN);
 	fflush(NULL);
 	av = deliver_argv(h, ids, 1);
 	s = xcalloc(1, sizeof(*s));
-	s->pid = spawn_deliver(h, av, 0, 0, p[0]);
+	s->pid = spawn_deliver(h, av, 0, 0, p[0], q[1]);
 	free(av);
 	close(p[0]);
+	close(q[1]);
 	if (s->pid < 0) {
 		close(p[1]);
+		close(q[0]);
 		free(s);
 		return NULL;
 	}
 	s->fd = p[1];
+	s->done = q[0];
 	return s;
 }
 
@@ -267,12 +278,27 @@ handoff_stream_add(struct handoff_stream *s, const char *qid)
 	}
 }
 
+/*
+ * relayq-deliver closes its stdout (our pipe) once every outcome is
+ * settled and reported; its QUIT and the fsync of the removals are not
+ * waited for (under -v it keeps it until it exits, so that the caller
+ * sees the whole transcript). A delivery still running then is left to
+ * finish on its own: init reaps it.
+ */
 void
 handoff_stream_finish(struct handoff_stream *s)
 {
+	char c;
+
 	if (s->fd >= 0)
 		close(s->fd);
-	while (waitpid(s->pid, NULL, 0) < 0 && errno == EINTR)
-		;
+	for (;;) {
+		ssize_t n = read(s->done, &c, 1);
+
+		if (n == 0 || (n < 0 && errno != EINTR))
+			break;
+	}
+	close(s->done);
+	(void)waitpid(s->pid, NULL, WNOHANG);
 	free(s);
 }

@@ -170,6 +170,29 @@ deliver_ids(const struct config *cfg, char *const *ids, size_t n, int report)
 }
 
 /*
+ * Every outcome of --deliver - is settled and reported: give the caller
+ * back its stdout and stderr, so that it can return while the session is
+ * closed (the front end waits for end of file on our stdout). Under -v
+ * they stay: the transcript goes on to the QUIT.
+ */
+static int release_verbose;
+
+static void
+release_caller(void)
+{
+	int devnull;
+
+	if (release_verbose)
+		return;
+	fflush(NULL);
+	if ((devnull = open("/dev/null", O_WRONLY | O_CLOEXEC)) < 0)
+		return;
+	dup2(devnull, STDOUT_FILENO);
+	dup2(devnull, STDERR_FILENO);
+	close(devnull);
+}
+
+/*
  * --deliver ID...: what -odi does after queuing; exit 0 either way.
  * --deliver -: the ids come on stdin, one per line, as the front end
  * commits them (handoff_stream_start).
@@ -181,7 +204,9 @@ do_deliver(const struct config *cfg, const struct request *req)
 		struct run_stats st;
 		struct err err;
 
-		if (runner_deliver_stream(cfg, STDIN_FILENO, 1, &st, &err) < 0)
+		release_verbose = req->verbose > 0;
+		if (runner_deliver_stream(cfg, STDIN_FILENO, 1, release_caller,
+		    &st, &err) < 0)
 			log_user("delivery: %s (the message stays queued)", err.msg);
 		return EX_OK;
 	}

@@ -714,7 +714,7 @@ next_line(struct line_reader *lr, char *line, size_t size, int *toolong)
 
 int
 runner_deliver_stream(const struct config *cfg, int fd, int report,
-    struct run_stats *st, struct err *err)
+    void (*settled)(void), struct run_stats *st, struct err *err)
 {
 	struct run_opts o = { .force = 1, .report = report };
 	struct line_reader lr = { .fd = fd };
@@ -757,6 +757,8 @@ runner_deliver_stream(const struct config *cfg, int fd, int report,
 		run_entry(&rn, line);
 	}
 	run_land(&rn);
+	if (settled != NULL && rc == 0)
+		settled();
 	relay_free(relay);
 	if (opened) {
 		queue_sync_removals(&q);

@@ -30,9 +30,11 @@ int runner_daemon(const struct config *cfg, long interval, struct err *err);
  * from fd (one per line) as it arrives, until end of file. The front end
  * starts this before its commit, so that starting up, connecting and the
  * TLS handshake overlap the commit's fsyncs. A malformed line is reported
- * and skipped.
+ * and skipped. settled (if not NULL) is called at end of file once every
+ * outcome is on disk, before the session's QUIT.
  */
 int runner_deliver_stream(const struct config *cfg, int fd, int report,
-                          struct run_stats *st, struct err *err);
+                          void (*settled)(void), struct run_stats *st,
+                          struct err *err);
 
 #endif

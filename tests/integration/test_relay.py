@@ -490,6 +490,29 @@ class DeliveryPaths(RelayTest):
         self.assertEqual(self.server.handler.connections, 1)
         self.assertQueueEmpty()
 
+    def test_odi_returns_before_the_session_ends(self):
+        """Once the outcome is on disk and reported, sendmail -odi returns:
+        the QUIT (stalled here by the smarthost) is not waited for, and
+        the caller's stderr pipe is let go."""
+        self.configure()
+        self.server.handler.set_fault("quit", "stall")
+        p = self.submit(["-odi", "-i", "rcpt@example.org"], MSG, timeout=30)
+        self.assertExit(p, 0)
+        self.assertEqual(len(self.server.messages), 1)
+        self.assertQueueEmpty()
+        self.assertIn(b"sent", p.stderr)
+        # The session is still open: relayq-deliver waits for the reply
+        # to its QUIT on its own (up to its timeout), the caller does not.
+        self.assertEqual(self.server.handler.open_connections, 1)
+
+    def test_odi_verbose_shows_the_whole_session(self):
+        """Under -v the transcript goes on to the QUIT and its reply."""
+        self.configure()
+        p = self.submit(["-v", "-odi", "-i", "rcpt@example.org"], MSG)
+        self.assertExit(p, 0)
+        self.assertIn(b"-> QUIT", p.stderr)
+        self.assertIn(b"<- 221", p.stderr)
+
     def test_odi_with_a_refused_message_ends_at_once(self):
         """The delivery process started early learns that nothing was
         queued (end of its input) and ends: no hang, nothing sent."""
