@@ -26,6 +26,8 @@
 #include "autoconf.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -290,12 +292,67 @@ set_min_version(struct tls_client *tc, const char *v, struct err *err)
 	return 0;
 }
 
+/* "9d66eef0.0": a certificate's name in a hashed directory. */
+static int
+hashed_name(const char *n)
+{
+	size_t i;
+
+	for (i = 0; i < 8; i++)
+		if (!isxdigit((unsigned char)n[i]))
+			return 0;
+	if (n[i++] != '.' || !isdigit((unsigned char)n[i]))
+		return 0;
+	while (isdigit((unsigned char)n[i]))
+		i++;
+	return n[i] == '\0';
+}
+
+/* One of the colon-separated directories has a certificate by hash. */
+static int
+has_hashed_names(const char *dirs)
+{
+	char *copy = xstrdup(dirs), *save = NULL;
+	int found = 0;
+
+	for (char *d = strtok_r(copy, ":", &save); d != NULL && !found;
+	    d = strtok_r(NULL, ":", &save)) {
+		DIR *dp = opendir(d);
+		struct dirent *de;
+
+		if (dp == NULL)
+			continue;
+		while (!found && (de = readdir(dp)) != NULL)
+			found = hashed_name(de->d_name);
+		closedir(dp);
+	}
+	free(copy);
+	return found;
+}
+
+const char *
+tls_system_dir(void)
+{
+	const char *dir = secure_getenv(X509_get_default_cert_dir_env());
+
+	if (secure_getenv(X509_get_default_cert_file_env()) != NULL)
+		return NULL;        /* a bundle named by the environment */
+	if (dir == NULL || dir[0] == '\0')
+		dir = X509_get_default_cert_dir();
+	return has_hashed_names(dir) ? dir : NULL;
+}
+
 static int
 load_trust(struct tls_client *tc, const struct smarthost *sh, struct err *err)
 {
 	char why[256];
+	const char *dir;
 
 	if (sh->tls_ca_file == NULL && sh->tls_ca_path == NULL) {
+		if ((dir = tls_system_dir()) != NULL &&
+		    SSL_CTX_load_verify_locations(tc->ctx, NULL, dir) == 1)
+			return 0;
+		ERR_clear_error();
 		if (SSL_CTX_set_default_verify_paths(tc->ctx) != 1) {
 			ssl_errstr(why, sizeof(why));
 			return err_set(err, ERR_CONFIG,

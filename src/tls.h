@@ -26,6 +26,16 @@ struct tls_conn;          /* one TLS connection over a socket */
 struct tls_client *tls_client_new(const struct smarthost *sh, struct err *err);
 void tls_client_free(struct tls_client *tc);
 /*
+ * The system trust store when no CA is configured. OpenSSL's default
+ * paths load its whole bundle file (Debian: some 140 certificates, about
+ * 19 ms) into every delivery process; its hashed directory (/etc/ssl/certs,
+ * kept by update-ca-certificates; $SSL_CERT_DIR unless setgid) is read
+ * lazily, only the issuers a handshake needs. This is that directory when
+ * it holds certificates by hash and $SSL_CERT_FILE (unless setgid) names
+ * no bundle; NULL: the default paths, bundle included, are used.
+ */
+const char *tls_system_dir(void);
+/*
  * Keep sessions of this smarthost in queue_dir/tls/name (the directory is
  * made on demand, 0770; the file is 0640) and resume from there. Without
  * this call nothing is cached or resumed. Never fails: problems are

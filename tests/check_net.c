@@ -859,6 +859,71 @@ START_TEST(test_system_store)
 }
 END_TEST
 
+/* A directory with our CA linked by its hash, as update-ca-certificates
+ * keeps /etc/ssl/certs. */
+static const char *
+hashed_dir(void)
+{
+	const char *d = path("hashed");
+
+	sh("mkdir -p %s && ln -sf %s %s/$(openssl x509 -hash -noout -in %s).0",
+	    d, path("ca.crt"), d, path("ca.crt"));
+	return d;
+}
+
+/*
+ * Without a CA setting the system store is OpenSSL's hashed directory,
+ * read lazily ($SSL_CERT_DIR here, as for any program that is not
+ * setgid): our CA, linked there by hash, is trusted.
+ */
+START_TEST(test_system_store_hashed_dir)
+{
+	struct server srv = { .tls = 1, .cert = "good", .action = ECHO };
+	const char *d = hashed_dir();
+	struct smarthost h;
+	struct tls_client *tc;
+	struct conn *c;
+	struct err err = { 0 };
+
+	setenv("SSL_CERT_DIR", d, 1);
+	unsetenv("SSL_CERT_FILE");
+	ck_assert_str_eq(tls_system_dir(), d);
+	smarthost_init(&h);
+	h.tls_ca_file = NULL;
+	ck_assert_msg((tc = tls_client_new(&h, &err)) != NULL, "%s", err.msg);
+	c = connect_ok("127.0.0.1", server_start(&srv));
+	ck_assert_msg(conn_starttls(c, tc, "localhost", &err) == 0, "%s", err.msg);
+	conn_close(c);
+	tls_client_free(tc);
+	server_wait();
+	unsetenv("SSL_CERT_DIR");
+}
+END_TEST
+
+/* The hashed directory only when it has certificates by hash and no
+ * bundle is named: else OpenSSL's default paths, bundle included. */
+START_TEST(test_system_dir_choice)
+{
+	const char *hashed = hashed_dir(), *plain = path("plain");
+	char list[1100];
+
+	unsetenv("SSL_CERT_FILE");
+	sh("mkdir -p %s && touch %s/README %s/0123abcd.x %s/0123abcd.r0",
+	    plain, plain, plain, plain);
+	setenv("SSL_CERT_DIR", plain, 1);
+	ck_assert_ptr_null(tls_system_dir());
+	setenv("SSL_CERT_DIR", path("missing"), 1);
+	ck_assert_ptr_null(tls_system_dir());
+	snprintf(list, sizeof(list), "%s:%s", plain, hashed);
+	setenv("SSL_CERT_DIR", list, 1);
+	ck_assert_str_eq(tls_system_dir(), list);
+	setenv("SSL_CERT_FILE", path("ca.crt"), 1);
+	ck_assert_ptr_null(tls_system_dir());
+	unsetenv("SSL_CERT_FILE");
+	unsetenv("SSL_CERT_DIR");
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 /* Connecting                                                           */
 
@@ -1625,6 +1690,8 @@ net_suite(void)
 	tcase_add_loop_test(tc, test_client_config, 0,
 	    sizeof(cfg_cases) / sizeof(cfg_cases[0]));
 	tcase_add_test(tc, test_system_store);
+	tcase_add_test(tc, test_system_store_hashed_dir);
+	tcase_add_test(tc, test_system_dir_choice);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("net");
