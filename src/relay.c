@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "net.h"
 #include "relay.h"
 #include "smtp.h"
 #include "tls.h"
@@ -236,6 +237,11 @@ relay_open(struct relay *r)
 
 		if (r->nth > 0 && r->nth >= sh->sessions)
 			continue;       /* the run has all the sessions it allows */
+		/* Connected first: the TLS context (1-2 ms of OpenSSL, 20
+		 * with a CA bundle) and the secret are made while the server
+		 * prepares its greeting. */
+		if ((p.conn = smtp_connect(sh, &err)) == NULL)
+			goto failed;
 		if (sh->tls != TLS_NONE && r->tls[i] == NULL) {
 			if ((r->tls[i] = tls_client_new(sh, &err)) == NULL)
 				goto failed;
@@ -249,6 +255,7 @@ relay_open(struct relay *r)
 			goto failed;
 		p.secret = secret.data;
 		rc = smtp_open(&p, &r->session, &err);
+		p.conn = NULL;
 		if (rc < 0 && p.tls != NULL && tls_client_retry(p.tls)) {
 			/* The cached TLS session is forgotten: a full handshake. */
 			log_info("smarthost %s (%s): %s; trying again without "
@@ -261,6 +268,7 @@ relay_open(struct relay *r)
 			return 0;
 		}
 failed:
+		conn_close(p.conn);
 		r->session = NULL;
 		log_warn("smarthost %s (%s): %s", sh->name, sh->host, err.msg);
 		str_copy(r->down_reason, err.msg, sizeof(r->down_reason));

@@ -691,6 +691,14 @@ helo_name_ok(const char *h)
 	return 1;
 }
 
+struct conn *
+smtp_connect(const struct smarthost *sh, struct err *err)
+{
+	return net_connect(sh->host, sh->port,
+	    sh->connect_timeout > 0 ? sh->connect_timeout : 30,
+	    sh->timeout > 0 ? sh->timeout : 300, err);
+}
+
 int
 smtp_open(const struct smtp_params *p, struct smtp_session **out,
     struct err *err)
@@ -700,11 +708,13 @@ smtp_open(const struct smtp_params *p, struct smtp_session **out,
 	size_t linemax;
 
 	*out = NULL;
-	if (!helo_name_ok(p->helo_name))
-		return err_set(err, ERR_CONFIG, "invalid EHLO name");
-	if (sh->tls != TLS_NONE && p->tls == NULL)
+	if (!helo_name_ok(p->helo_name) || (sh->tls != TLS_NONE && p->tls == NULL)) {
+		conn_close(p->conn);
+		if (!helo_name_ok(p->helo_name))
+			return err_set(err, ERR_CONFIG, "invalid EHLO name");
 		return err_set(err, ERR_INTERNAL, "smarthost %s: TLS configured "
 		    "but no TLS context given", sh->host);
+	}
 	s = xcalloc(1, sizeof(*s));
 	s->sh = sh;
 	s->tls = p->tls;
@@ -719,9 +729,7 @@ smtp_open(const struct smtp_params *p, struct smtp_session **out,
 	s->linesize = linemax + 1;
 	s->line = xmalloc(s->linesize);
 	s->state = SMTP_CONNECT;
-	s->c = net_connect(sh->host, sh->port,
-	    sh->connect_timeout > 0 ? sh->connect_timeout : 30, s->timeout,
-	    err);
+	s->c = p->conn != NULL ? p->conn : smtp_connect(sh, err);
 	if (s->c == NULL) {
 		session_free(s);
 		return -1;

@@ -49,6 +49,8 @@ struct smtp_params {
 	 * ends the session with ERR_PROTO. */
 	int max_reply_lines;       /* lines in one reply */
 	int max_reply_line;        /* octets in one line, without CRLF */
+	struct conn *conn;         /* made by smtp_connect (smtp_open owns it
+	                              from then on), or NULL: connect here */
 };
 
 /* One message to send. Arrays have nrcpts entries. */
@@ -77,6 +79,12 @@ struct smtp_session;
  */
 int smtp_open(const struct smtp_params *p, struct smtp_session **out,
               struct err *err);
+/*
+ * The TCP connection alone, with the smarthost's timeouts, for
+ * smtp_params.conn: a caller can prepare the TLS context while the server
+ * makes its greeting. ERR_TEMP as smtp_open.
+ */
+struct conn *smtp_connect(const struct smarthost *sh, struct err *err);
 
 /*
  * One transaction: MAIL, RCPT for each recipient, DATA, the message, ".".
