@@ -73,8 +73,9 @@ settings_digest(struct tls_client *tc, const struct smarthost *sh)
 	}
 	buf_putc(&b, '\n');
 	if (sh->tls_ca_file == NULL && sh->tls_ca_path == NULL) {
-		const char *f = getenv(X509_get_default_cert_file_env());
-		const char *d = getenv(X509_get_default_cert_dir_env());
+		/* As OpenSSL reads them: not at all when setgid. */
+		const char *f = secure_getenv(X509_get_default_cert_file_env());
+		const char *d = secure_getenv(X509_get_default_cert_dir_env());
 
 		digest_file(&b, "system_file", f ? f : X509_get_default_cert_file());
 		digest_file(&b, "system_dir", d ? d : X509_get_default_cert_dir());
