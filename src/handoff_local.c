@@ -153,20 +153,17 @@ do_retry(const struct config *cfg, const struct request *req)
 	return EX_OK;
 }
 
-/* Deliver each entry now; a failure leaves it queued and is only told. */
+/* Deliver the entries now, over one session; a failure leaves them
+ * queued and is only told. */
 static void
 deliver_ids(const struct config *cfg, char *const *ids, size_t n, int report)
 {
-	for (size_t i = 0; i < n; i++) {
-		struct run_opts o = { .force = 1, .only_id = ids[i],
-		    .report = report };
-		struct run_stats st;
-		struct err err;
+	struct run_stats st;
+	struct err err;
 
-		if (runner_run(cfg, &o, &st, &err) < 0)
-			log_user("%s: delivery: %s (the message stays queued)",
-			    ids[i], err.msg);
-	}
+	if (n > 0 && runner_deliver_ids(cfg, ids, n, report, &st, &err) < 0)
+		log_user("delivery: %s (the message%s stay%s queued)", err.msg,
+		    n > 1 ? "s" : "", n > 1 ? "" : "s");
 }
 
 /*

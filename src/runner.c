@@ -340,6 +340,21 @@ spool_writable(const char *dir, struct err *err)
 	return 0;
 }
 
+/* Open the queue for delivery, refused on a spool that could not record
+ * the outcomes; the run's removals share one fsync (queue_sync_removals). */
+static int
+open_for_delivery(const struct config *cfg, struct queue *q, struct err *err)
+{
+	if (queue_open(q, cfg->queue_dir, 0, err) < 0)
+		return -1;
+	if (spool_writable(cfg->queue_dir, err) < 0) {
+		queue_close(q);
+		return -1;
+	}
+	q->lazy_removal = 1;
+	return 0;
+}
+
 /* ---- parallel sessions ---------------------------------------------------- */
 
 /*
@@ -570,12 +585,8 @@ runner_run(const struct config *cfg, const struct run_opts *o,
 	int nsessions;
 
 	memset(st, 0, sizeof(*st));
-	if (queue_open(&q, cfg->queue_dir, 0, err) < 0)
+	if (open_for_delivery(cfg, &q, err) < 0)
 		return -1;
-	if (spool_writable(cfg->queue_dir, err) < 0) {
-		queue_close(&q);
-		return -1;
-	}
 	if (o->only_id != NULL) {
 		if (!qid_valid(o->only_id)) {
 			queue_close(&q);
@@ -589,7 +600,6 @@ runner_run(const struct config *cfg, const struct run_opts *o,
 			return -1;
 		}
 	}
-	q.lazy_removal = 1;         /* one fsync of env/ for the run's removals */
 	relay = relay_new(cfg);
 	run_init(&rn, cfg, &q, relay, o, st);
 	nsessions = o->only_id != NULL ? 1 :
@@ -713,6 +723,35 @@ next_line(struct line_reader *lr, char *line, size_t size, int *toolong)
 }
 
 int
+runner_deliver_ids(const struct config *cfg, char *const *ids, size_t n,
+    int report, struct run_stats *st, struct err *err)
+{
+	struct run_opts o = { .force = 1, .report = report };
+	struct relay *relay;
+	struct queue q;
+	struct run rn;
+
+	memset(st, 0, sizeof(*st));
+	if (open_for_delivery(cfg, &q, err) < 0)
+		return -1;
+	relay = relay_new(cfg);
+	run_init(&rn, cfg, &q, relay, &o, st);
+	for (size_t i = 0; i < n && !stop_requested; i++) {
+		if (!qid_valid(ids[i])) {
+			log_error("--deliver: not a queue id: %s", ids[i]);
+			st->errors++;
+			continue;
+		}
+		run_entry(&rn, ids[i]);
+	}
+	run_land(&rn);
+	relay_free(relay);
+	queue_sync_removals(&q);
+	queue_close(&q);
+	return 0;
+}
+
+int
 runner_deliver_stream(const struct config *cfg, int fd, int report,
     void (*settled)(void), struct run_stats *st, struct err *err)
 {
@@ -743,16 +782,11 @@ runner_deliver_stream(const struct config *cfg, int fd, int report,
 		}
 		/* Opened at the first id: a first submission makes the queue. */
 		if (!opened) {
-			if (queue_open(&q, cfg->queue_dir, 0, err) < 0) {
+			if (open_for_delivery(cfg, &q, err) < 0) {
 				rc = -1;
 				break;
 			}
 			opened = 1;
-			q.lazy_removal = 1;
-			if (spool_writable(cfg->queue_dir, err) < 0) {
-				rc = -1;
-				break;
-			}
 		}
 		run_entry(&rn, line);
 	}

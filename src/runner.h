@@ -26,6 +26,12 @@ int runner_run(const struct config *cfg, const struct run_opts *o,
 /* Run every interval seconds (and when poked) until SIGTERM/SIGINT. */
 int runner_daemon(const struct config *cfg, long interval, struct err *err);
 /*
+ * Deliver these queue ids now (forced), over one session, in order: the
+ * -odi of a -bs session's messages. Ids are checked (qid_valid).
+ */
+int runner_deliver_ids(const struct config *cfg, char *const *ids, size_t n,
+                       int report, struct run_stats *st, struct err *err);
+/*
  * -odi: open the relay session at once, then deliver each queue id read
  * from fd (one per line) as it arrives, until end of file. The front end
  * starts this before its commit, so that starting up, connecting and the

@@ -287,6 +287,8 @@ class BsDelivery(RelayTest):
         self.assertTrue(msgs[0].data.endswith(b"\r\n\r\n.dot\r\n"), msgs[0].data)
         self.assertIn(b"Subject: two\r\n", msgs[1].data)
         self.assertEqual(self.spool.ids(), [])
+        # Both over one session, as a queue run would carry them.
+        self.assertEqual(self.server.handler.connections, 1)
 
     def test_background_delivery(self):
         self.configure("delivery = background\n")
