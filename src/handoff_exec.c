@@ -115,10 +115,9 @@ spawn_deliver(const struct handoff *h, char **av, int detach, int quiet,
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
 	const char *prog = deliver_path(h);
+	sigset_t dfl;
 	pid_t pid = -1;
 	int rc;
-
-	sigset_t dfl;
 
 	posix_spawn_file_actions_init(&fa);
 	posix_spawnattr_init(&attr);

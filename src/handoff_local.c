@@ -169,18 +169,14 @@ deliver_ids(const struct config *cfg, char *const *ids, size_t n, int report)
 /*
  * Every outcome of --deliver - is settled and reported: give the caller
  * back its stdout and stderr, so that it can return while the session is
- * closed (the front end waits for end of file on our stdout). Under -v
- * they stay: the transcript goes on to the QUIT.
+ * closed (the front end waits for end of file on our stdout). Not under
+ * -v: the transcript goes on to the QUIT.
  */
-static int release_verbose;
-
 static void
 release_caller(void)
 {
 	int devnull;
 
-	if (release_verbose)
-		return;
 	fflush(NULL);
 	if ((devnull = open("/dev/null", O_WRONLY | O_CLOEXEC)) < 0)
 		return;
@@ -201,9 +197,8 @@ do_deliver(const struct config *cfg, const struct request *req)
 		struct run_stats st;
 		struct err err;
 
-		release_verbose = req->verbose > 0;
-		if (runner_deliver_stream(cfg, STDIN_FILENO, 1, release_caller,
-		    &st, &err) < 0)
+		if (runner_deliver_stream(cfg, STDIN_FILENO, 1,
+		    req->verbose > 0 ? NULL : release_caller, &st, &err) < 0)
 			log_user("delivery: %s (the message stays queued)", err.msg);
 		return EX_OK;
 	}

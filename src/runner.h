@@ -37,7 +37,8 @@ int runner_deliver_ids(const struct config *cfg, char *const *ids, size_t n,
  * starts this before its commit, so that starting up, connecting and the
  * TLS handshake overlap the commit's fsyncs. A malformed line is reported
  * and skipped. settled (if not NULL) is called at end of file once every
- * outcome is on disk, before the session's QUIT.
+ * outcome is on disk, before the session's QUIT; not when the queue could
+ * not be opened (the error is yet to be told).
  */
 int runner_deliver_stream(const struct config *cfg, int fd, int report,
                           void (*settled)(void), struct run_stats *st,
